@@ -1,0 +1,210 @@
+"""Known model servers and models, as plain data.
+
+Facts come from each project's own documentation (see the README's "Sources" section). A model in
+``MODELS`` needs only its Hugging Face id in a profile; any other model names its ``server``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TEXT_GENERATION = "text-generation"
+EMBEDDINGS = "text-embeddings-inference"
+SPEECH = "automatic-speech-recognition"
+RERANK = "text-classification"
+MODEL_TYPES = (TEXT_GENERATION, EMBEDDINGS, SPEECH, RERANK)
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A compose-style health check. ``test`` holds literal text: ``$`` means the container's own
+    shell variable, and the renderer escapes it for compose."""
+
+    test: tuple[str, ...]
+    start_period_s: int
+    interval_s: int = 10
+    timeout_s: int = 5
+    retries: int = 5
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    serves: tuple[str, ...]  # model types this server can serve
+    image: str  # pinned; "{variant}" is filled for TEI from the GPU generation
+    port: int  # port inside the container
+    cache_path: str  # Hugging Face cache inside the container
+    api_key_env: str  # environment variable the server reads its API key from
+    health: HealthCheck
+    needs_gpu: bool  # True: a CPU placement is refused
+    user: str | None = None  # uid the image runs as, when it is not root
+    bytes_per_param: dict[str, float] = field(default_factory=lambda: {"bf16": 2, "fp16": 2, "fp32": 4})
+
+
+def _curl(port: int, auth: bool = False) -> tuple[str, ...]:
+    header = '-H "Authorization: Bearer $API_KEY" ' if auth else ""
+    return ("CMD-SHELL", f"curl -fsS -o /dev/null {header}http://localhost:{port}/health")
+
+
+SERVERS: dict[str, Server] = {
+    "vllm": Server(
+        name="vllm",
+        serves=(TEXT_GENERATION,),
+        image="vllm/vllm-openai:v0.11.0",
+        port=8000,
+        cache_path="/root/.cache/huggingface",
+        api_key_env="VLLM_API_KEY",
+        # /health stays open when an API key is set.
+        health=HealthCheck(test=_curl(8000), start_period_s=900),
+        needs_gpu=True,
+    ),
+    "tei": Server(
+        name="tei",
+        serves=(EMBEDDINGS, RERANK),
+        image="ghcr.io/huggingface/text-embeddings-inference:{variant}",
+        port=80,
+        cache_path="/data",
+        api_key_env="API_KEY",
+        health=HealthCheck(test=_curl(80), start_period_s=300),
+        needs_gpu=False,
+    ),
+    "whisper": Server(
+        name="whisper",
+        serves=(SPEECH,),
+        # Published only as `latest` and commit hashes: pinned to main's head commit.
+        image="ghcr.io/etalab-ia/whisper-openai-api/app:a7d1e0bef8cc5a1746b6b95d74ebe9050f5efe38",
+        port=8000,
+        cache_path="/home/whisper/.cache/huggingface",
+        api_key_env="API_KEY",
+        # With API_KEY set, /health needs the bearer token too.
+        health=HealthCheck(test=_curl(8000, auth=True), start_period_s=600),
+        needs_gpu=True,
+        user="1100",
+    ),
+}
+
+# TEI image tags by GPU compute capability (major, minor); see references/images-health-memory.
+TEI_VERSION = "1.8"
+TEI_VARIANTS: dict[tuple[int, int], str] = {
+    (9, 0): "hopper-",
+    (8, 9): "89-",
+    (8, 6): "86-",
+    (8, 0): "",
+    (7, 5): "turing-",
+}
+
+
+def tei_tag(compute_capability: tuple[int, int] | None, on_gpu: bool) -> str:
+    """The TEI image tag for a GPU generation; ``cpu-1.8`` off GPU or below capability 7.5."""
+    if not on_gpu:
+        return f"cpu-{TEI_VERSION}"
+    if compute_capability is None:
+        return TEI_VERSION  # the generic CUDA build (Ampere A100)
+    prefix = TEI_VARIANTS.get(compute_capability)
+    if prefix is None:
+        # Unknown generations at or above Ampere take the generic build; older ones are unsupported.
+        prefix = "" if compute_capability >= (8, 0) else None  # type: ignore[assignment]
+    return "cpu-" + TEI_VERSION if prefix is None else prefix + TEI_VERSION
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    hf_id: str
+    type: str
+    server: str
+    params_b: float  # billions of parameters
+    dtype: str = "bf16"
+    # For vLLM's KV cache: layers, KV heads, head dimension, attention heads.
+    layers: int = 0
+    kv_heads: int = 0
+    head_dim: int = 0
+    attention_heads: int = 0
+    max_positions: int = 0
+    sliding_window: int = 0
+    default_args: tuple[str, ...] = ()
+    # Activation and runtime overhead under TEI or whisper, in GiB (estimates).
+    runtime_gib: float = 1.0
+
+
+MODELS: dict[str, KnownModel] = {
+    m.hf_id: m
+    for m in (
+        KnownModel(
+            hf_id="AgentPublic/guillaumetell-7b",
+            type=TEXT_GENERATION,
+            server="vllm",
+            params_b=7.24,
+            dtype="bf16",
+            layers=32,
+            kv_heads=8,
+            head_dim=128,
+            attention_heads=32,
+            max_positions=32768,
+            sliding_window=4096,
+            runtime_gib=1.0,
+        ),
+        KnownModel(
+            hf_id="intfloat/multilingual-e5-large",
+            type=EMBEDDINGS,
+            server="tei",
+            params_b=0.56,
+            dtype="fp16",
+            runtime_gib=1.5,
+        ),
+        KnownModel(
+            hf_id="BAAI/bge-reranker-v2-m3",
+            type=RERANK,
+            server="tei",
+            params_b=0.568,
+            dtype="fp16",
+            runtime_gib=1.5,
+        ),
+        KnownModel(
+            hf_id="openai/whisper-large-v3-turbo",
+            type=SPEECH,
+            server="whisper",
+            params_b=0.809,
+            dtype="fp16",
+            runtime_gib=2.5,
+        ),
+    )
+}
+
+
+def catalog_listing() -> str:
+    """One line naming every catalog model, for error messages."""
+    return ", ".join(f"{m.hf_id} ({m.type})" for m in MODELS.values())
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    """A GPU as ``nvidia-smi --query-gpu=name,memory.total,compute_cap`` reports it."""
+
+    names: tuple[str, ...]
+    memory_mib: int
+    compute_capability: tuple[int, int]
+
+
+GPU_MODELS: tuple[GpuModel, ...] = (
+    GpuModel(("NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe"), 81559, (9, 0)),
+    GpuModel(("NVIDIA H200",), 143771, (9, 0)),
+    GpuModel(("NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB PCIe"), 81920, (8, 0)),
+    GpuModel(("NVIDIA A100-SXM4-40GB",), 40960, (8, 0)),
+    GpuModel(("NVIDIA L40S",), 46068, (8, 9)),
+    GpuModel(("NVIDIA L4",), 23034, (8, 9)),
+    GpuModel(("NVIDIA A10", "NVIDIA A10G"), 23028, (8, 6)),
+    GpuModel(("NVIDIA GeForce RTX 4090",), 24564, (8, 9)),
+    GpuModel(("NVIDIA GeForce RTX 3090",), 24576, (8, 6)),
+    GpuModel(("Tesla T4",), 15360, (7, 5)),
+    GpuModel(("Tesla V100-SXM2-16GB",), 16384, (7, 0)),
+    GpuModel(("Tesla V100-SXM2-32GB",), 32768, (7, 0)),
+)
+
+
+def gpu_by_name(name: str) -> GpuModel | None:
+    for gpu in GPU_MODELS:
+        if name in gpu.names:
+            return gpu
+    return None

@@ -1,0 +1,135 @@
+"""profile -> stack: every service to run and every endpoint the API config lists, as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import catalog, servers
+from .errors import ProfileError
+from .placement import Placement, place
+from .profile import ExternalModel, HostedModel, Profile
+from .releases import MODULES, Release
+from .spec import Endpoint, Joined, Ref, Service
+
+# Client type the 0.1+ API uses for each hosted server.
+SERVER_CLIENT = {"vllm": "vllm", "tei": "tei", "whisper": "openai"}
+EXTERNAL_CLIENT = {
+    catalog.TEXT_GENERATION: "openai",
+    catalog.EMBEDDINGS: "openai",
+    catalog.RERANK: "tei",
+    catalog.SPEECH: "openai",
+}
+
+
+@dataclass(frozen=True)
+class Stack:
+    project: str
+    source: str  # where the profile came from, for the generated files' header
+    release: Release
+    vector_store: str
+    services: tuple[Service, ...]  # databases, then model servers, then the API
+    endpoints: tuple[Endpoint, ...]
+    config: dict[str, Any]  # the release template's context
+    secrets: tuple[str, ...]  # generated into .env
+    operator_env: tuple[str, ...]  # the operator provides these (external keys, HF_TOKEN)
+    placement: Placement = field(compare=False)
+
+    @property
+    def volumes(self) -> list[str]:
+        return sorted({m.volume for s in self.services for m in s.mounts if not m.is_bind})
+
+
+def build_stack(profile: Profile, source: str) -> Stack:
+    release_module = MODULES[profile.api.release]
+    release = release_module.RELEASE
+    placement = place(profile)
+    endpoints = [_endpoint(m) for m in profile.models]
+    if release.substitutes_env:
+        _refuse_substitution_syntax(profile, source)
+    model_servers = [servers.model_server(m, placement.models[m.name or ""]) for m in profile.hosted]
+    dbs = release_module.database_services(profile.api.vector_store)
+    config = release_module.config_context(endpoints, profile.api.vector_store)
+    config["log_level"] = profile.api.log_level
+    config_refs = sorted({r.name for r in _refs(config)})
+    api = release_module.api_service(
+        profile.api.image or release.image, {name: Ref(name) for name in config_refs if name != "MASTER_KEY"}
+    )
+    api = _with_api_wiring(api, profile, [*dbs, *model_servers])
+    services = (*dbs, *model_servers, api)
+    all_refs = {r for s in services for r in _refs(s.environment)} | set(_refs(config))
+    operator = sorted({r.name for r in all_refs if r.default is not None} | _external_keys(profile))
+    secrets = sorted({r.name for r in all_refs} - set(operator))
+    return Stack(
+        project=profile.project,
+        source=source,
+        release=release,
+        vector_store=profile.api.vector_store,
+        services=services,
+        endpoints=tuple(endpoints),
+        config=config,
+        secrets=tuple(secrets),
+        operator_env=tuple(operator),
+        placement=placement,
+    )
+
+
+def _endpoint(model: HostedModel | ExternalModel) -> Endpoint:
+    if isinstance(model, ExternalModel):
+        return Endpoint(
+            name=model.name,
+            type=model.type,
+            served_name=model.model,
+            url=model.url,
+            key=Ref(model.api_key_env) if model.api_key_env else None,
+            client=model.client or EXTERNAL_CLIENT[model.type],
+            hosted=False,
+        )
+    server = catalog.SERVERS[model.server or ""]
+    return Endpoint(
+        name=model.name or "",
+        type=model.type or "",
+        served_name=model.served_name,
+        url=f"http://{model.name}:{server.port}",
+        key=servers.key_ref(model.name or ""),
+        client=SERVER_CLIENT[server.name],
+        hosted=True,
+    )
+
+
+def _with_api_wiring(api: Service, profile: Profile, others: list[Service]) -> Service:
+    # The API probes its models once at start and never retries: it waits for all of them.
+    return replace(
+        api,
+        ports=((profile.api.bind, profile.api.port, 8000),),
+        depends_on=tuple(s.name for s in others),
+    )
+
+
+def _external_keys(profile: Profile) -> set[str]:
+    return {m.api_key_env for m in profile.models if isinstance(m, ExternalModel) and m.api_key_env}
+
+
+def _refuse_substitution_syntax(profile: Profile, source: str) -> None:
+    # 0.1+ releases replace ${NAME} anywhere in their config and offer no escape for it.
+    for i, model in enumerate(profile.models):
+        for key in ("name", "served_model_name", "model"):
+            value = getattr(model, key, None)
+            if isinstance(value, str) and "${" in value:
+                raise ProfileError(
+                    f"{source}: models.{i}.{key}: '${{' cannot appear in a value of the API config "
+                    f"(release {profile.api.release} would replace it): remove it"
+                )
+
+
+def _refs(value: Any) -> list[Ref]:
+    """Every Ref inside a nested structure of dicts, lists, Joined and Refs."""
+    if isinstance(value, Ref):
+        return [value]
+    if isinstance(value, Joined):
+        return [p for p in value.parts if isinstance(p, Ref)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _refs(v)]
+    if isinstance(value, (list, tuple)):
+        return [r for v in value for r in _refs(v)]
+    return []

@@ -1,0 +1,30 @@
+"""Albert API releases albert-deploy can render a config for: one module per release line.
+
+Each module exposes ``RELEASE`` (facts, as data) and ``config_data(stack)`` (the config as plain
+data, before templating) and ``check_config(data)`` (the release's own rules, applied to the
+rendered file loaded back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    image: str
+    template: str  # file under templates/
+    vector_stores: tuple[str, ...]
+    requires_text_generation: bool
+    uses_postgres: bool
+    config_mount: str  # where the container reads its config
+    # The API substitutes ${VAR} in its config itself (0.1+); older ones get a wrapper command.
+    substitutes_env: bool
+
+
+from . import r0_0_3, r0_2_0  # noqa: E402  (the modules import Release from here)
+
+RELEASES: dict[str, Release] = {m.RELEASE.version: m.RELEASE for m in (r0_0_3, r0_2_0)}
+MODULES = {"0.0.3": r0_0_3, "0.2.0": r0_2_0}
+VECTOR_STORES = ("qdrant", "elasticsearch")

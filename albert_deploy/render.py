@@ -1,0 +1,139 @@
+"""stack -> files: compose.yml, config.yml and .env, checked, then written all at once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__, envfile, output
+from .errors import RenderError
+from .plan import Stack
+from .releases import MODULES
+from .resources import template_text
+from .spec import Joined, Ref, Service
+
+COMPOSE_FILE = "compose.yml"
+CONFIG_FILE = "config.yml"
+ENV_FILE = ".env"
+GENERATED = (COMPOSE_FILE, CONFIG_FILE, ENV_FILE)
+
+# Characters YAML treats as line breaks or refuses outright, beyond what JSON escapes.
+_YAML_UNSAFE = {"\u0085", "\u2028", "\u2029", "\ufeff"}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    files: dict[str, str]  # name -> text
+    secret_files: tuple[str, ...]  # written with mode 0600
+
+
+def to_yaml_scalar(value: Any, escape: Callable[[str], str]) -> str:
+    """Serialise ``value`` as JSON, which YAML reads back unchanged.
+
+    ``escape`` protects literal text from the reader's own interpolation (compose's ``$``);
+    references are written as ``${NAME}`` so that interpolation fills them."""
+    text = json.dumps(_literal(value, escape), ensure_ascii=False)
+    return "".join(_yaml_escape(c) for c in text)
+
+
+def _literal(value: Any, escape: Callable[[str], str]) -> Any:
+    if isinstance(value, Ref):
+        return str(value)
+    if isinstance(value, Joined):
+        return "".join(str(p) if isinstance(p, Ref) else escape(p) for p in value.parts)
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, dict):
+        return {k: _literal(v, escape) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_literal(v, escape) for v in value]
+    return value
+
+
+def _yaml_escape(char: str) -> str:
+    if char.isprintable() or char in "\n\t" or char == " ":
+        return char if char not in _YAML_UNSAFE else f"\\u{ord(char):04x}"
+    return f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}"
+
+
+def _dollar(text: str) -> str:
+    return text.replace("$", "$$")
+
+
+def _keep(text: str) -> str:
+    return text
+
+
+def _comment(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in str(text))
+
+
+def _environment(escape: Callable[[str], str]) -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(template_text),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters["q"] = lambda v: to_yaml_scalar(v, _dollar)
+    env.filters["v"] = lambda v: to_yaml_scalar(v, escape)
+    env.filters["comment"] = _comment
+    return env
+
+
+def render_stack(stack: Stack, existing_env: str | None = None) -> Rendered:
+    """All output files as text. ``existing_env``: the current .env, whose secrets are kept."""
+    compose_text = _environment(_dollar).get_template("compose.yml.j2").render(
+        version=__version__, source=stack.source, project=stack.project,
+        services=stack.services, volumes=stack.volumes,
+    )  # fmt: skip
+    # 0.1+ releases substitute ${NAME} themselves with no escape; 0.0.x go through string.Template.
+    config_escape = _keep if stack.release.substitutes_env else _dollar
+    config_text = _environment(config_escape).get_template(stack.release.template).render(
+        version=__version__, source=stack.source, release=stack.release.version, **stack.config
+    )
+    env_text = envfile.render_env(stack.secrets, stack.operator_env, existing_env)
+    _check_compose(compose_text, stack)
+    _check_config(config_text, stack)
+    return Rendered({COMPOSE_FILE: compose_text, CONFIG_FILE: config_text, ENV_FILE: env_text}, (ENV_FILE,))
+
+
+def write_rendered(rendered: Rendered, out_dir: Path) -> None:
+    output.replace_directory(out_dir, rendered.files, rendered.secret_files, GENERATED)
+
+
+def _load(text: str, name: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:  # a template bug, never a user error
+        raise RenderError(f"internal error: the rendered {name} is not valid YAML ({err}); please report it") from None
+
+
+def _check_compose(text: str, stack: Stack) -> None:
+    """Load the file back and compare it with what was planned."""
+    data = _load(text, COMPOSE_FILE)
+    services = data.get("services") or {}
+    if list(services) != [s.name for s in stack.services]:
+        raise RenderError(f"internal error: {COMPOSE_FILE} lists services {list(services)}; please report it")
+    for planned in stack.services:
+        _check_service(services[planned.name], planned)
+
+
+def _check_service(loaded: dict[str, Any], planned: Service) -> None:
+    def same(key: str, got: Any, want: Any) -> None:
+        if got != want:
+            raise RenderError(f"internal error: {COMPOSE_FILE} service {planned.name}.{key} came back as {got!r}; please report it")
+
+    same("image", loaded.get("image"), _dollar(planned.image))
+    same("command", loaded.get("command"), _literal(list(planned.command), _dollar) or None)
+    same("environment", loaded.get("environment"), _literal(planned.environment, _dollar) or None)
+
+
+def _check_config(text: str, stack: Stack) -> None:
+    MODULES[stack.release.version].check_config(_load(text, CONFIG_FILE))

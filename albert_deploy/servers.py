@@ -1,0 +1,80 @@
+"""Model servers as services: the catalog's facts plus a model and its placement."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from . import catalog
+from .placement import ModelPlacement
+from .profile import HostedModel
+from .spec import Mount, Ref, Service
+
+HF_TOKEN = Ref("HF_TOKEN", default="")
+
+
+def key_ref(model_name: str) -> Ref:
+    """The .env variable holding a hosted model server's API key."""
+    return Ref("MODEL_" + re.sub(r"[^A-Z0-9]+", "_", model_name.upper()).strip("_") + "_KEY")
+
+
+def model_server(model: HostedModel, placed: ModelPlacement) -> Service:
+    server = catalog.SERVERS[model.server or ""]
+    name = model.name or ""
+    command, entrypoint = _COMMANDS[server.name](model, placed, server)
+    health = server.health
+    if model.health_start_period is not None:
+        health = dataclasses.replace(health, start_period_s=model.health_start_period)
+    environment: dict[str, object] = {server.api_key_env: key_ref(name), "HF_TOKEN": HF_TOKEN}
+    environment.update(model.env)
+    return Service(
+        name=name,
+        role="model",
+        image=model.image or _image(server, placed),
+        command=tuple(command) + tuple(model.args),
+        entrypoint=entrypoint,
+        environment=environment,  # type: ignore[arg-type]
+        ports=(("127.0.0.1", model.port, server.port),) if model.port else (),
+        mounts=(Mount(f"{name}-cache", server.cache_path),),
+        healthcheck=health,
+        gpu=placed.gpu,
+        user=None,  # every image already runs as its own user
+        shm_size="8gb" if server.name == "vllm" else None,
+        model=name,
+    )
+
+
+def _image(server: catalog.Server, placed: ModelPlacement) -> str:
+    if "{variant}" not in server.image:
+        return server.image
+    return server.image.format(variant=catalog.tei_tag(placed.compute_capability, placed.gpu is not None))
+
+
+def _vllm(model: HostedModel, placed: ModelPlacement, server: catalog.Server) -> tuple[list[str], None]:
+    command = ["--model", model.model, "--served-model-name", model.served_name, "--host", "0.0.0.0", "--port", str(server.port)]
+    if placed.max_model_len:
+        command += ["--max-model-len", str(placed.max_model_len)]
+    if model.max_num_seqs:
+        command += ["--max-num-seqs", str(model.max_num_seqs)]
+    if placed.gpu_memory_utilization is not None:
+        command += ["--gpu-memory-utilization", f"{placed.gpu_memory_utilization:.2f}"]
+    if placed.tensor_parallel_size > 1:
+        command += ["--tensor-parallel-size", str(placed.tensor_parallel_size)]
+    return command, None
+
+
+def _tei(model: HostedModel, placed: ModelPlacement, server: catalog.Server) -> tuple[list[str], None]:
+    command = ["--model-id", model.model, "--port", str(server.port)]
+    if model.served_name != model.model:
+        command += ["--served-model-name", model.served_name]
+    # Its default changed in 1.9: say it, so an image upgrade does not change behaviour.
+    command += ["--auto-truncate"]
+    return command, None
+
+
+def _whisper(model: HostedModel, placed: ModelPlacement, server: catalog.Server) -> tuple[list[str], None]:
+    # The image has no CMD.
+    return ["python3", "app/main.py", "--model", model.model, "--port", str(server.port)], None
+
+
+_COMMANDS = {"vllm": _vllm, "tei": _tei, "whisper": _whisper}
