@@ -48,15 +48,15 @@ def build_stack(profile: Profile, source: str) -> Stack:
     if release.substitutes_env:
         _refuse_substitution_syntax(profile, source)
     model_servers = [servers.model_server(m, placement.models[m.name or ""]) for m in profile.hosted]
-    dbs = release_module.database_services(profile.api.vector_store)
+    dbs = release_module.database_services(profile.api.vector_store, profile.images)
     config = release_module.config_context(endpoints, profile.api.vector_store)
     config["log_level"] = profile.api.log_level
     config_refs = sorted({r.name for r in _refs(config)})
     api = release_module.api_service(
-        profile.api.image or release.image, {name: Ref(name) for name in config_refs if name != "MASTER_KEY"}
+        profile.images.get("api", release.image), {name: Ref(name) for name in config_refs if name != "MASTER_KEY"}
     )
     api = _with_api_wiring(api, profile, [*dbs, *model_servers])
-    services = (*dbs, *model_servers, api)
+    services = tuple(_with_interval(s, profile.health_interval) for s in (*dbs, *model_servers, api))
     all_refs = {r for s in services for r in _refs(s.environment)} | set(_refs(config))
     operator = sorted({r.name for r in all_refs if r.default is not None} | _external_keys(profile))
     secrets = sorted({r.name for r in all_refs} - set(operator))
@@ -104,6 +104,12 @@ def _with_api_wiring(api: Service, profile: Profile, others: list[Service]) -> S
         ports=((profile.api.bind, profile.api.port, 8000),),
         depends_on=tuple(s.name for s in others),
     )
+
+
+def _with_interval(service: Service, seconds: int) -> Service:
+    if service.healthcheck is None:
+        return service
+    return replace(service, healthcheck=replace(service.healthcheck, interval_s=seconds))
 
 
 def _external_keys(profile: Profile) -> set[str]:

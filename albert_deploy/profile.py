@@ -29,7 +29,8 @@ from .releases import RELEASES, VECTOR_STORES
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
-RESERVED_SERVICES = ("api", "redis", "postgres", "qdrant", "elasticsearch")
+STACK_SERVICES = ("api", "redis", "postgres", "qdrant", "elasticsearch")
+RESERVED_SERVICES = STACK_SERVICES
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|K|M|G|T)?\s*$", re.IGNORECASE)
 _UNITS = {
@@ -135,13 +136,16 @@ class HostedModel(Strict):
         model_type = self.type or (known.type if known else "")
         server = catalog.SERVERS[server_name]
         if model_type not in server.serves:
-            raise ValueError(
+            raise _key(
+                "server" if self.server else "type",
                 f"server '{server_name}' cannot serve {model_type}: use "
                 + " or ".join(s.name for s in catalog.SERVERS.values() if model_type in s.serves)
-                + " (or an external endpoint)"
+                + " (or an external endpoint)",
             )
         if self.gpus in ("cpu", 0) and server.needs_gpu:
-            raise ValueError(f"{server_name} needs a GPU: give `gpus` a count or ids, or use an external endpoint")
+            raise _key("gpus", f"{server_name} needs a GPU: give `gpus` a count or ids, or use an external endpoint")
+        if server_name == "whisper" and self.served_model_name not in (None, self.model):
+            raise _key("served_model_name", "whisper-openai-api always reports its --model id: remove served_model_name")
         derived = self.name or _derive_name(self.model)
         object.__setattr__(self, "name", derived)
         object.__setattr__(self, "server", server_name)
@@ -213,7 +217,6 @@ class Api(Strict):
     release: Annotated[str, BeforeValidator(_release_as_text)] = Field("0.2.0", description="Albert API release.")
     port: int = Field(8080, ge=1, le=65535, description="Host port the API is published on.")
     bind: str = Field("127.0.0.1", description="Host address the API port binds to; 0.0.0.0 for every interface.")
-    image: str | None = Field(None, min_length=1, description="Override the release's image.")
     vector_store: str = Field("qdrant", description="qdrant, or elasticsearch where the release supports it.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -235,8 +238,9 @@ class Api(Strict):
     def _known_store(self) -> Api:
         stores = RELEASES[self.release].vector_stores
         if self.vector_store not in stores:
-            raise ValueError(
-                f"vector_store '{self.vector_store}' is not supported by release {self.release}; use one of: {', '.join(stores)}"
+            raise _key(
+                "vector_store",
+                f"'{self.vector_store}' is not supported by release {self.release}; use one of: {', '.join(stores)}",
             )
         return self
 
@@ -249,6 +253,10 @@ class Profile(Strict):
     gpus: GpuInventory | None = Field(None, description="The host's GPUs: a pool, a list, or 'auto' to detect them.")
     placement: Literal["pack", "spread"] = Field("pack", description="pack: as few GPUs as possible; spread: balance.")
     share_gpus: bool = Field(False, description="Allow two models to pin the same GPU id.")
+    images: dict[Literal[STACK_SERVICES], Annotated[str, Field(min_length=1)]] = Field(  # type: ignore[valid-type]
+        default_factory=dict, description="Override the image of the API or a database, e.g. for a registry mirror."
+    )
+    health_interval: int = Field(10, ge=1, le=300, description="Seconds between health checks of every service.")
     models: list[ModelEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -313,15 +321,20 @@ class Profile(Strict):
 
 
 class _LocatedError(ValueError):
-    """A cross-field error that knows the key path it belongs to."""
+    """An error that knows its key: ``loc`` is absolute, or relative to where Pydantic raised it."""
 
-    def __init__(self, loc: str, message: str) -> None:
+    def __init__(self, loc: str, message: str, relative: bool = False) -> None:
         super().__init__(message)
         self.loc = loc
+        self.relative = relative
 
 
 def _at(index: int, key: str, message: str) -> _LocatedError:
     return _LocatedError(f"models.{index}.{key}", message)
+
+
+def _key(key: str, message: str) -> _LocatedError:
+    return _LocatedError(key, message, relative=True)
 
 
 # --- Loading ----------------------------------------------------------------------------------
@@ -374,7 +387,8 @@ def _first_error(err: ValidationError) -> str:
     loc = ".".join(str(p) for p in first["loc"] if p not in ("hosted", "external") and not _is_union_tag(p))
     ctx_error = (first.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _LocatedError):
-        loc, message = ctx_error.loc, str(ctx_error)
+        loc = f"{loc}.{ctx_error.loc}".lstrip(".") if ctx_error.relative else ctx_error.loc
+        message = str(ctx_error)
     elif first["type"] == "extra_forbidden":
         key = str(first["loc"][-1])
         loc = loc.rsplit(".", 1)[0] if "." in loc else ""
@@ -383,11 +397,23 @@ def _first_error(err: ValidationError) -> str:
         return f"{loc}: {message}" if loc else message
     elif first["type"] == "missing":
         message = "required key is missing"
+    elif first["type"] == "string_pattern_mismatch":
+        message = _PATTERN_HINTS.get((first.get("ctx") or {}).get("pattern", ""), first["msg"])
+    elif first["type"] == "too_short" and loc == "models":
+        message = "list at least one model (an embeddings model is required)"
     elif first["type"].startswith("value_error"):
         message = first["msg"].removeprefix("Value error, ")
     else:
         message = first["msg"]
     return f"{loc}: {message}" if loc else message
+
+
+_PATTERN_HINTS = {
+    ENV_NAME_PATTERN: "must be an environment variable name: UPPER_CASE letters, digits and _",
+    r"^[a-z0-9][a-z0-9_-]{0,62}$": "use lowercase letters, digits, '_' or '-' (at most 63), as Docker Compose requires",
+    r"^GPU-[0-9a-fA-F-]+$": "a GPU UUID looks like GPU-3f2a…, as `nvidia-smi -L` prints it",
+    r"^\d+\.\d+$": "write the compute capability as major.minor, e.g. '8.9'",
+}
 
 
 def _is_union_tag(part: Any) -> bool:

@@ -81,7 +81,7 @@ def _environment(escape: Callable[[str], str]) -> Any:
     )
     env.filters["q"] = lambda v: to_yaml_scalar(v, _dollar)
     env.filters["v"] = lambda v: to_yaml_scalar(v, escape)
-    env.filters["comment"] = _comment
+    env.filters["comment"] = lambda text: escape(_comment(text))
     return env
 
 

@@ -34,6 +34,7 @@ IMAGES = {
 # Client types each model type accepts (the release's own rule).
 CLIENT_TYPES = {
     TEXT_GENERATION: ("vllm", "openai", "albert"),
+    "image-text-to-text": ("vllm", "openai", "albert"),  # vision models, 0.1.x and later
     EMBEDDINGS: ("tei", "openai", "albert"),
     RERANK: ("tei", "albert"),
     SPEECH: ("openai", "albert"),

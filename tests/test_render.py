@@ -1,0 +1,276 @@
+"""render: golden output, every shipped profile for every release, checked by the real Compose v2."""
+
+from __future__ import annotations
+
+import os
+import stat
+import string
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from albert_deploy import commands
+from albert_deploy.cli import cli
+from albert_deploy.envfile import parse_env
+from albert_deploy.errors import RenderError
+from albert_deploy.plan import build_stack
+from albert_deploy.profile import validate_profile
+from albert_deploy.releases import MODULES, r0_0_3, r0_2_0
+from albert_deploy.render import render_stack
+
+from .helpers import PROFILES, REPO, SAMPLES, compose_binary, compose_config, fixed_env
+
+GOLDEN = REPO / "tests" / "golden" / "default"
+GOLDEN_FILES = {"compose.yml": "compose.yml", "config.yml": "config.yml", ".env": "dotenv.txt"}
+
+
+def render_with_fixed_secrets(out: Path, profile: str | None = None) -> None:
+    _, stack = commands.load(profile)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ".env").write_text(fixed_env(stack.secrets))
+    commands.render(profile, out)
+
+
+def test_default_profile_matches_golden_files(tmp_path: Path) -> None:
+    render_with_fixed_secrets(tmp_path)
+    for produced, golden in GOLDEN_FILES.items():
+        text = (tmp_path / produced).read_text()
+        if os.environ.get("UPDATE_GOLDEN"):
+            GOLDEN.mkdir(parents=True, exist_ok=True)
+            (GOLDEN / golden).write_text(text)
+        assert text == (GOLDEN / golden).read_text(), f"{produced} differs from tests/golden/default/{golden}"
+
+
+def test_render_without_arguments_writes_deploy_in_cwd(tmp_path: Path) -> None:
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        result = runner.invoke(cli, ["render"])
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in Path("deploy").iterdir()) == [".env", "compose.yml", "config.yml"]
+        assert "Rendered <embedded default profile> (Albert API 0.2.0)" in result.stdout
+
+
+def profile_variants() -> list[tuple[Path, str, str]]:
+    return [(p, release, store) for p in PROFILES for release in MODULES for store in ("qdrant", "elasticsearch")]
+
+
+@pytest.mark.parametrize(("profile", "release", "store"), profile_variants(), ids=lambda v: getattr(v, "stem", v))
+def test_every_profile_renders_for_every_release(profile: Path, release: str, store: str, tmp_path: Path) -> None:
+    data = yaml.safe_load(profile.read_text())
+    data.setdefault("api", {}).update(release=release, vector_store=store)
+    stack = build_stack(validate_profile(data, str(profile)), str(profile))
+    rendered = render_stack(stack)
+    for name, text in rendered.files.items():
+        (tmp_path / name).write_text(text)
+    result = subprocess.run([compose_binary(), "-f", str(tmp_path / "compose.yml"), "config", "--quiet"],
+                            capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(rendered.files["config.yml"])
+    MODULES[release].check_config(config)
+    compose = compose_config(tmp_path)
+    api = compose["services"]["api"]
+    assert set(api["depends_on"]) == set(compose["services"]) - {"api"}
+    assert all(d["condition"] == "service_healthy" for d in api["depends_on"].values())
+    assert all("healthcheck" in s for s in compose["services"].values())
+    assert (store in compose["services"]) and (({"qdrant", "elasticsearch"} - {store}).isdisjoint(compose["services"]))
+    assert ("postgres" in compose["services"]) == (release == "0.2.0")
+
+
+def test_release_formats_of_the_default_profile(tmp_path: Path) -> None:
+    _, stack = commands.load(None)
+    new = yaml.safe_load(render_stack(stack).files["config.yml"])
+    assert {m["id"]: m["clients"][0]["type"] for m in new["models"]} == {
+        "guillaumetell-7b": "vllm", "multilingual-e5-large": "tei",
+        "whisper-large-v3-turbo": "openai", "bge-reranker-v2-m3": "tei",
+    }  # fmt: skip
+    assert all(not m["clients"][0]["args"]["api_url"].endswith("/v1") for m in new["models"])
+    data = yaml.safe_load((REPO / "profiles" / "default.yaml").read_text())
+    data["api"]["release"] = "0.0.3"
+    old_stack = build_stack(validate_profile(data, "x"), "x")
+    old = yaml.safe_load(render_stack(old_stack).files["config.yml"])
+    assert [m["url"] for m in old["clients"]["models"]] == [
+        "http://guillaumetell-7b:8000/v1", "http://multilingual-e5-large:80/v1",
+        "http://whisper-large-v3-turbo:8000/v1", "http://bge-reranker-v2-m3:80/v1",
+    ]  # fmt: skip
+    assert old["internet"] == {
+        "default_language_model": "AgentPublic/guillaumetell-7b",
+        "default_embeddings_model": "intfloat/multilingual-e5-large",
+    }
+    assert old["models"]["aliases"]["AgentPublic/guillaumetell-7b"] == ["guillaumetell-7b"]
+
+
+def test_served_names_equal_server_flags() -> None:
+    _, stack = commands.load(None)
+    by_name = {s.name: s for s in stack.services}
+    for endpoint in stack.endpoints:
+        command = by_name[endpoint.name].command
+        flag = {"vllm": "--served-model-name", "tei": "--model-id", "openai": "--model"}[endpoint.client]
+        assert command[command.index(flag) + 1] == endpoint.served_name
+
+
+@pytest.mark.parametrize(
+    ("module", "sample"),
+    [(r0_2_0, "0.2.0-qdrant.yml"), (r0_2_0, "0.2.0-elasticsearch.yml"), (r0_0_3, "0.0.3.yml")],
+)
+def test_release_checks_accept_the_reference_samples(module: object, sample: str) -> None:
+    module.check_config(yaml.safe_load((SAMPLES / sample).read_text()))  # type: ignore[attr-defined]
+
+
+BROKEN_020 = {
+    "two redis": lambda c: c["databases"].append({"type": "redis", "args": {}}),
+    "no sql": lambda c: c.__setitem__("databases", [d for d in c["databases"] if d["type"] != "sql"]),
+    "store model not embeddings": lambda c: c["databases"][2].__setitem__("model", "llm"),
+    "url with /v1": lambda c: c["models"][0]["clients"][0]["args"].__setitem__("api_url", "http://vllm:8000/v1"),
+    "tei for text-generation": lambda c: c["models"][0]["clients"][0].__setitem__("type", "tei"),
+    "duplicate ids": lambda c: c["models"][1].__setitem__("id", "llm"),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(BROKEN_020))
+def test_release_020_check_refuses_broken_configs(breakage: str) -> None:
+    config = yaml.safe_load((SAMPLES / "0.2.0-qdrant.yml").read_text())
+    BROKEN_020[breakage](config)
+    with pytest.raises(RenderError, match="does not match release 0.2.0"):
+        r0_2_0.check_config(config)
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda c: c["internet"].pop("default_embeddings_model"),
+        lambda c: c["clients"]["models"][0].__setitem__("url", "http://vllm:8000"),
+        lambda c: c["clients"]["databases"]["cache"]["args"].pop("port"),
+        lambda c: c["clients"].__setitem__("models", c["clients"]["models"][1:]),
+    ],
+)
+def test_release_003_check_refuses_broken_configs(breakage: object) -> None:
+    config = yaml.safe_load((SAMPLES / "0.0.3.yml").read_text())
+    breakage(config)  # type: ignore[operator]
+    with pytest.raises(RenderError, match="does not match release 0.0.3"):
+        r0_0_3.check_config(config)
+
+
+def test_same_profile_and_secrets_give_byte_identical_output(tmp_path: Path) -> None:
+    render_with_fixed_secrets(tmp_path / "a")
+    render_with_fixed_secrets(tmp_path / "b")
+    for name in ("compose.yml", "config.yml", ".env"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_secrets_are_generated_private_and_kept(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["render", "-o", str(tmp_path)])
+    assert result.exit_code == 0
+    env_file = tmp_path / ".env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "config.yml").stat().st_mode) == 0o644
+    first = parse_env(env_file.read_text())
+    assert {"MASTER_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "QDRANT_API_KEY"} <= set(first)
+    assert len(set(first.values())) == len(first), "every secret is different"
+    for value in first.values():
+        assert len(value) >= 32
+        assert value not in result.output
+        assert value not in (tmp_path / "compose.yml").read_text() + (tmp_path / "config.yml").read_text()
+    # The operator adds a variable and loses one secret: the rest stays, the missing one is regenerated.
+    text = env_file.read_text().replace(f"REDIS_PASSWORD={first['REDIS_PASSWORD']}\n", "") + "HF_TOKEN=hf_xyz\n"
+    env_file.write_text(text)
+    assert CliRunner().invoke(cli, ["render", "-o", str(tmp_path)]).exit_code == 0
+    second = parse_env(env_file.read_text())
+    assert second["HF_TOKEN"] == "hf_xyz"
+    assert second["REDIS_PASSWORD"] != first["REDIS_PASSWORD"]
+    assert {k: v for k, v in second.items() if k not in ("REDIS_PASSWORD", "HF_TOKEN")} == {
+        k: v for k, v in first.items() if k != "REDIS_PASSWORD"
+    }
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+
+
+def test_compose_reads_secrets_from_env_file(tmp_path: Path) -> None:
+    render_with_fixed_secrets(tmp_path)
+    services = compose_config(tmp_path)["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "test-postgres-password"
+    assert services["redis"]["environment"]["REDIS_ARGS"] == "--requirepass test-redis-password"
+    assert services["api"]["environment"]["MASTER_KEY"] == "test-master-key"
+
+
+def test_output_directory_with_foreign_files_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(cli, ["render", "-o", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: {tmp_path}: holds files albert-deploy did not write (notes.txt); "
+        "choose an empty directory or a previous render's with -o\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+HOSTILE = "a: b # c \"d\" 'e' {f} [g] $h ${i} $${j} \\k"
+
+
+def hostile_profile(release: str, served: str = "org/model: #1 {x} [y] 'q' $z") -> dict[str, object]:
+    return {
+        "api": {"release": release},
+        "models": [
+            {
+                "model": "intfloat/multilingual-e5-large",
+                "gpus": "cpu",
+                "served_model_name": served,
+                "env": {"HOSTILE": HOSTILE, "MULTILINE": "line one\nline two: [x]\n# not a comment"},
+                "args": ["--note", HOSTILE],
+            },
+            {"name": "llm", "type": "text-generation", "url": "https://llm.example.org", "model": served},
+        ],
+    }
+
+
+@pytest.mark.parametrize("release", ["0.2.0", "0.0.3"])
+def test_hostile_strings_render_back_identical(release: str, tmp_path: Path) -> None:
+    profile = validate_profile(hostile_profile(release), "hostile.yaml")
+    stack = build_stack(profile, "hostile.yaml")
+    rendered = render_stack(stack, fixed_env(stack.secrets))
+    for name, text in rendered.files.items():
+        (tmp_path / name).write_text(text)
+    server = compose_config(tmp_path)["services"]["multilingual-e5-large"]
+    assert server["environment"]["HOSTILE"] == HOSTILE
+    assert server["environment"]["MULTILINE"] == "line one\nline two: [x]\n# not a comment"
+    assert server["command"][-2:] == ["--note", HOSTILE]
+    assert server["command"][server["command"].index("--served-model-name") + 1] == "org/model: #1 {x} [y] 'q' $z"
+    config_text = rendered.files["config.yml"]
+    if release == "0.0.3":
+        # The container expands the file with string.Template: `$$` must come back as `$`.
+        environment = dict.fromkeys(stack.secrets, "secret")
+        config_text = string.Template(config_text).substitute(environment)
+        assert yaml.safe_load(config_text)["internet"]["default_language_model"] == "org/model: #1 {x} [y] 'q' $z"
+    else:
+        assert yaml.safe_load(config_text)["models"][0]["clients"][0]["model"] == "org/model: #1 {x} [y] 'q' $z"
+
+
+def test_substitution_syntax_is_refused_where_the_api_would_replace_it() -> None:
+    from albert_deploy.errors import ProfileError
+
+    profile = validate_profile(hostile_profile("0.2.0", served="org/${MASTER_KEY}"), "hostile.yaml")
+    with pytest.raises(ProfileError) as err:
+        build_stack(profile, "hostile.yaml")
+    assert str(err.value) == (
+        "hostile.yaml: models.0.served_model_name: '${' cannot appear in a value of the API config "
+        "(release 0.2.0 would replace it): remove it"
+    )
+
+
+def test_newline_in_a_server_flag_is_refused() -> None:
+    from albert_deploy.errors import ProfileError
+
+    with pytest.raises(ProfileError, match=r"models\.0\.served_model_name: must be one printable line"):
+        validate_profile(hostile_profile("0.2.0", served="two\nlines"), "hostile.yaml")
+
+
+def test_schema_command_publishes_the_profile_format() -> None:
+    import json
+
+    result = CliRunner().invoke(cli, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["additionalProperties"] is False
+    assert {"project", "api", "gpus", "models"} <= set(schema["properties"])
+    assert "HostedModel" in schema["$defs"] and "ExternalModel" in schema["$defs"]
