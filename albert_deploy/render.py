@@ -109,8 +109,10 @@ def write_rendered(rendered: Rendered, out_dir: Path) -> None:
 def _load(text: str, name: str) -> Any:
     import yaml
 
+    # libyaml when present: the check-back is most of render's time with the pure-Python parser.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as err:  # a template bug, never a user error
         raise RenderError(f"internal error: the rendered {name} is not valid YAML ({err}); please report it") from None
 
