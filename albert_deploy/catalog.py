@@ -7,12 +7,15 @@ Facts come from each project's own documentation (see the README's "Sources" sec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 TEXT_GENERATION = "text-generation"
 EMBEDDINGS = "text-embeddings-inference"
 SPEECH = "automatic-speech-recognition"
 RERANK = "text-classification"
-MODEL_TYPES = (TEXT_GENERATION, EMBEDDINGS, SPEECH, RERANK)
+ModelType = Literal["text-generation", "text-embeddings-inference", "automatic-speech-recognition", "text-classification"]
+MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
+ServerName = Literal["vllm", "tei", "whisper"]
 
 GIB = 1024**3
 
@@ -48,7 +51,7 @@ def _curl(port: int, auth: bool = False) -> tuple[str, ...]:
     return ("CMD-SHELL", f"curl -fsS -o /dev/null {header}http://localhost:{port}/health")
 
 
-SERVERS: dict[str, Server] = {
+SERVERS: dict[str, Server] = {  # keys: ServerName
     "vllm": Server(
         name="vllm",
         serves=(TEXT_GENERATION,),

@@ -73,6 +73,194 @@ def schema() -> None:
     click.echo(json.dumps(commands.schema(), indent=2, sort_keys=True))
 
 
+@cli.command("plan-gpus")
+@PROFILE
+@JSON
+def plan_gpus(profile: str | None, as_json: bool) -> None:
+    """Show which GPU each model gets, its memory budget and the derived server flags."""
+    from . import commands
+
+    result = run(lambda: commands.plan_gpus(profile))
+    emit(result, as_json, lambda r: r.pop("text"))
+
+
+# --- apply: up, plan, down, status (ps), logs, check ---------------------------------------------
+
+OUTPUT = click.option(
+    "-o", "--output", default="deploy", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of the rendered compose.yml, config.yml and .env.",
+)  # fmt: skip
+PROJECT = click.option("-p", "--project", default=None, help="Compose project name (default: the profile's `project`).")
+NO_GPUS = click.option(
+    "--no-gpus", is_flag=True,
+    help="Start GPU services without their GPU reservations (a dry run of a GPU profile on a machine without GPUs). "
+         "Such containers are recreated by the next `up` without this flag.",
+)  # fmt: skip
+
+
+@cli.command()
+@PROFILE
+@OUTPUT
+@click.option("-d", "--detach", is_flag=True,
+              help="Return once every container is started (the API still waits for its dependencies).")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Only say what would be done (same as `plan`).")
+@NO_GPUS
+@click.option("--timeout", "timeouts", multiple=True, metavar="[SERVICE=]SECONDS",
+              help="Seconds to wait for services to turn healthy "
+                   "(default: from each health check's start period). Repeatable.")  # fmt: skip
+@JSON
+def up(
+    profile: str | None, output: Path, detach: bool, dry_run: bool, no_gpus: bool,
+    timeouts: tuple[str, ...], as_json: bool,
+) -> None:  # fmt: skip
+    """Render PROFILE into OUTPUT, then create or update the stack until every service is healthy."""
+    from . import commands
+    from .progress import EventLines, reporter_for
+
+    # With --json, stdout carries only the result: progress goes to stderr.
+    reporter = EventLines(sys.stderr) if as_json else reporter_for(sys.stdout)
+    result = run(lambda: commands.up(profile, output, no_gpus=no_gpus, timeouts=timeouts, detach=detach,
+                                     dry_run=dry_run, reporter=reporter))  # fmt: skip
+    emit(result, as_json, _plan_text if dry_run else _up_text)
+
+
+@cli.command()
+@PROFILE
+@OUTPUT
+@NO_GPUS
+@JSON
+def plan(profile: str | None, output: Path, no_gpus: bool, as_json: bool) -> None:
+    """Say per service what `up` would do (create, recreate and why, start, nothing), touching nothing."""
+    from . import commands
+
+    result = run(lambda: commands.plan(profile, output, no_gpus=no_gpus))
+    emit(result, as_json, _plan_text)
+
+
+@cli.command()
+@PROFILE
+@PROJECT
+@click.option("-v", "--volumes", is_flag=True, help="Also remove the project's volumes (model caches, databases).")
+@JSON
+def down(profile: str | None, project: str | None, volumes: bool, as_json: bool) -> None:
+    """Stop and remove the project's containers and network; volumes are kept unless --volumes."""
+    from . import commands
+
+    result = run(lambda: commands.down(profile, project=project, volumes=volumes))
+    emit(result, as_json, _down_text)
+
+
+@cli.command()
+@PROFILE
+@OUTPUT
+@PROJECT
+@click.option("--no-gpus", is_flag=True, help="Compare with what `up --no-gpus` would run.")
+@JSON
+def status(profile: str | None, output: Path, project: str | None, no_gpus: bool, as_json: bool) -> None:
+    """Service, state, health, GPUs, ports and drift from what PROFILE renders now."""
+    from . import commands
+
+    result = run(lambda: commands.status(profile, output, project=project, no_gpus=no_gpus))
+    emit(result, as_json, _status_text)
+
+
+cli.add_command(status, name="ps")
+
+
+@cli.command()
+@click.argument("service")
+@PROFILE
+@PROJECT
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines.")
+def logs(service: str, profile: str | None, project: str | None, follow: bool, tail: int | None) -> None:
+    """Print the logs of SERVICE."""
+    from . import commands
+
+    stream = run(lambda: commands.logs(profile, service, project=project, follow=follow, tail=tail))
+    out = click.get_binary_stream("stdout")
+    try:
+        for chunk in stream:
+            out.write(chunk)
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@PROFILE
+@OUTPUT
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds per request.")
+@JSON
+def check(profile: str | None, output: Path, timeout: float, as_json: bool) -> None:
+    """Call every model's endpoint with a tiny request and check the answer's shape; exit 1 on any failure."""
+    from . import commands
+    from .errors import CheckFailed
+
+    result = run(lambda: commands.check(profile, output, timeout=timeout))
+    emit(result, as_json, _check_text)
+    if not result["ok"]:
+        failed = [f"{r['name']} ({r['via']})" for r in result["results"] if not r["ok"]]
+        run(lambda: _raise(CheckFailed(f"{len(failed)} check(s) failed: {', '.join(failed)}")))
+
+
+def _raise(err: Exception) -> None:
+    raise err
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def _plan_text(result: dict[str, Any]) -> str:
+    rows = [["SERVICE", "ACTION", "WHY"]] + [[a["service"], a["action"], a["reason"]] for a in result["actions"]]
+    verdict = f"{result['changes']} change(s)" if result["changes"] else "nothing to do: the stack matches the profile"
+    return "\n".join([f"Project {result['project']}: {verdict}", *_table(rows)])
+
+
+def _up_text(result: dict[str, Any]) -> str:
+    rows = [["SERVICE", "IMAGE", "GPUS", "URL", "HEALTH"]]
+    rows += [[s["service"], s["image"], s["gpus"], s["url"], s["health"] or s["state"]] for s in result["services"]]
+    how = "started (not waiting for health: --detach)" if result["detached"] else "is up"
+    changes = f"{result['changes']} change(s)" if result["changes"] else "nothing changed"
+    return "\n".join([*_table(rows), f"Project {result['project']} {how}: {changes} in {result['seconds']:.1f} s.",
+                      f"Albert API: {result['api_url']}"])  # fmt: skip
+
+
+def _down_text(result: dict[str, Any]) -> str:
+    if not result["containers"] and not result["networks"] and not result["volumes"]:
+        return f"Project {result['project']}: nothing to remove."
+    lines = [f"Project {result['project']}: removed {len(result['containers'])} container(s)"]
+    lines += [f"  container {c}" for c in result["containers"]]
+    lines += [f"  network {n}" for n in result["networks"]]
+    lines += [f"  volume {v}" for v in result["volumes"]]
+    if not result["volumes"]:
+        lines.append("Volumes were kept (use --volumes to remove them).")
+    return "\n".join(lines)
+
+
+def _status_text(result: dict[str, Any]) -> str:
+    if not result["services"]:
+        return f"Project {result['project']}: no containers."
+    rows = [["SERVICE", "STATE", "HEALTH", "GPUS", "PORTS", "DRIFT"]]
+    rows += [[s["service"], s["state"], s["health"] or "-", s["gpus"], ",".join(s["ports"]) or "-", s["drift"]]
+             for s in result["services"]]  # fmt: skip
+    lines = [f"Project {result['project']}", *_table(rows)]
+    if result["drift"]:
+        lines.append("The stack differs from the profile: `albert-deploy plan` says what `up` would change.")
+    if any(s["started_by"] == "docker compose" for s in result["services"]):
+        lines.append("Containers started by docker compose carry compose's own config hash: "
+                     "`albert-deploy up` recreates them once.")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _check_text(result: dict[str, Any]) -> str:
+    rows = [["MODEL", "VIA", "RESULT", "DETAIL"]]
+    rows += [[r["name"], r["via"], "ok" if r["ok"] else "FAILED", r["detail"]] for r in result["results"]]
+    return "\n".join([*_table(rows), *result["notes"]])
+
+
 def _render_text(result: dict[str, Any]) -> str:
     lines = [f"Rendered {result['profile']} (Albert API {result['release']}) into {result['output']}/"]
     width = max(len(s["service"]) for s in result["services"])

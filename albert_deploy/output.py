@@ -10,7 +10,9 @@ from pathlib import Path
 from .errors import RenderError
 
 
-def replace_directory(out_dir: Path, files: dict[str, str], secret_files: tuple[str, ...], ours: tuple[str, ...]) -> None:
+def replace_directory(
+    out_dir: Path, files: dict[str, str], secret_files: tuple[str, ...], ours: tuple[str, ...]
+) -> None:
     """Make ``out_dir`` hold exactly ``files``. Nothing changes when any step fails."""
     out_dir = out_dir.resolve()
     if out_dir.exists():
@@ -26,7 +28,9 @@ def replace_directory(out_dir: Path, files: dict[str, str], secret_files: tuple[
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     except OSError as err:
-        raise RenderError(f"{out_dir}: cannot create it ({err.strerror}); choose a writable directory with -o") from None
+        raise RenderError(
+            f"{out_dir}: cannot create it ({err.strerror}); choose a writable directory with -o"
+        ) from None
     try:
         os.chmod(staging, 0o755)  # containers read config.yml through this directory
         for name, text in files.items():

@@ -25,7 +25,7 @@ from pydantic import (
 
 from . import catalog
 from .errors import ProfileError
-from .releases import RELEASES, VECTOR_STORES
+from .releases import RELEASES
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
@@ -63,21 +63,42 @@ class Strict(BaseModel):
 # --- GPU inventory --------------------------------------------------------------------------
 
 
+def _memory_from_name(data: Any) -> Any:
+    # nvidia-smi's name is enough for a known GPU: its memory comes from the catalog.
+    if isinstance(data, dict) and "memory" not in data and isinstance(data.get("name"), str):
+        known = catalog.gpu_by_name(data["name"])
+        if known is None:
+            raise _key(
+                "memory",
+                f"'{data['name']}' is not a GPU albert-deploy knows: give its `memory` as nvidia-smi prints it, e.g. 81559MiB",
+            )
+        return {**data, "memory": f"{known.memory_mib}MiB"}
+    return data
+
+
 class Gpu(Strict):
     """One GPU of the host."""
 
+    _fill_memory = model_validator(mode="before")(_memory_from_name)
+
     index: int = Field(ge=0, description="Index as nvidia-smi numbers it.")
     uuid: str | None = Field(None, pattern=r"^GPU-[0-9a-fA-F-]+$", description="GPU UUID (survives renumbering).")
-    memory: Size = Field(description="Total memory, e.g. 80GB or 81559MiB.")
+    memory: Size = Field(
+        description="Total memory, e.g. 81559MiB as nvidia-smi prints it; optional for a known `name`."
+    )
     name: str | None = Field(None, description="Model name as nvidia-smi prints it, e.g. 'NVIDIA L4'.")
-    compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$", description="e.g. '8.9'; found from name when omitted.")
+    compute_capability: str | None = Field(
+        None, pattern=r"^\d+\.\d+$", description="e.g. '8.9'; found from name when omitted."
+    )
 
 
 class GpuPool(Strict):
     """``count`` identical GPUs, indexed from 0."""
 
+    _fill_memory = model_validator(mode="before")(_memory_from_name)
+
     count: int = Field(ge=1, le=64)
-    memory: Size
+    memory: Size = Field(description="Memory of each GPU; optional for a known `name`.")
     name: str | None = None
     compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$")
 
@@ -88,22 +109,26 @@ GpuInventory = Union[Literal["auto"], GpuPool, list[Gpu]]
 # --- Models -----------------------------------------------------------------------------------
 
 # "auto": placement decides; "cpu" or 0: no GPU; N: any N GPUs; [ids]: these GPUs (index or UUID).
-GpuRequest = Union[Literal["auto", "cpu"], Annotated[int, Field(ge=0, le=64)], list[Union[int, str]]]
+GpuRequest = Union[Literal["auto", "cpu"], Annotated[int, Field(ge=0, le=64)], list[int | str]]
 
 
 class HostedModel(Strict):
     """A model served by a container that albert-deploy runs."""
 
     model: str = Field(min_length=1, description="Hugging Face id, e.g. AgentPublic/guillaumetell-7b.")
-    name: str | None = Field(None, description="Name clients use in the API (and the compose service). Default: from the model id.")
-    type: Literal[catalog.MODEL_TYPES] | None = Field(None, description="Needed only for models outside the catalog.")  # type: ignore[valid-type]
-    server: Literal[tuple(catalog.SERVERS)] | None = Field(None, description="vllm, tei or whisper; needed only outside the catalog.")  # type: ignore[valid-type]
+    name: str | None = Field(
+        None, description="Name clients use in the API (and the compose service). Default: from the model id."
+    )
+    type: catalog.ModelType | None = Field(None, description="Needed only for models outside the catalog.")
+    server: catalog.ServerName | None = Field(None, description="vllm, tei or whisper; needed only outside the catalog.")
     gpus: GpuRequest = "auto"
     image: str | None = Field(None, min_length=1, description="Override the catalog's pinned image.")
     args: list[str] = Field(default_factory=list, description="Extra server arguments, appended.")
     env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str] = Field(default_factory=dict)
     port: int | None = Field(None, ge=1, le=65535, description="Publish the server on this host port (127.0.0.1).")
-    served_model_name: str | None = Field(None, min_length=1, description="Id the server reports. Default: the model id.")
+    served_model_name: str | None = Field(
+        None, min_length=1, description="Id the server reports. Default: the model id."
+    )
     max_model_len: int | None = Field(None, ge=16, description="vLLM context length.")
     max_num_seqs: int | None = Field(None, ge=1, description="vLLM concurrent sequences the KV cache is sized for.")
     memory: Size | None = Field(None, description="Override the weights' size estimate, e.g. 20GB.")
@@ -145,7 +170,9 @@ class HostedModel(Strict):
         if self.gpus in ("cpu", 0) and server.needs_gpu:
             raise _key("gpus", f"{server_name} needs a GPU: give `gpus` a count or ids, or use an external endpoint")
         if server_name == "whisper" and self.served_model_name not in (None, self.model):
-            raise _key("served_model_name", "whisper-openai-api always reports its --model id: remove served_model_name")
+            raise _key(
+                "served_model_name", "whisper-openai-api always reports its --model id: remove served_model_name"
+            )
         derived = self.name or _derive_name(self.model)
         object.__setattr__(self, "name", derived)
         object.__setattr__(self, "server", server_name)
@@ -165,11 +192,13 @@ class ExternalModel(Strict):
     """A model already served elsewhere: no container, only an entry in the API config."""
 
     name: str = Field(description="Name clients use in the API.")
-    type: Literal[catalog.MODEL_TYPES]  # type: ignore[valid-type]
+    type: catalog.ModelType
     url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$", description="Server root, without /v1.")
     model: str = Field(min_length=1, description="Model id the server reports.")
     api_key_env: str | None = Field(None, pattern=ENV_NAME_PATTERN, description="Environment variable holding its key.")
-    client: Literal["openai", "vllm", "tei", "albert"] | None = Field(None, description="API client type (0.1+ releases).")
+    client: Literal["openai", "vllm", "tei", "albert"] | None = Field(
+        None, description="API client type (0.1+ releases)."
+    )
 
     @field_validator("url")
     @classmethod
@@ -195,7 +224,7 @@ def _model_kind(value: Any) -> str:
 
 
 ModelEntry = Annotated[
-    Union[Annotated[HostedModel, Tag("hosted")], Annotated[ExternalModel, Tag("external")]],
+    Annotated[HostedModel, Tag("hosted")] | Annotated[ExternalModel, Tag("external")],
     Discriminator(_model_kind),
 ]
 
@@ -265,11 +294,21 @@ class Profile(Strict):
         for i, entry in enumerate(self.models):
             name = entry.name or ""
             if not re.fullmatch(NAME_PATTERN, name):
-                raise _at(i, "name", f"'{name}' is not a valid name: use lowercase letters, digits, '.', '_' or '-' (at most 63)")
+                raise _at(
+                    i,
+                    "name",
+                    f"'{name}' is not a valid name: use lowercase letters, digits, '.', '_' or '-' (at most 63)",
+                )
             if name in RESERVED_SERVICES:
-                raise _at(i, "name", f"'{name}' is reserved for the stack's own services ({', '.join(RESERVED_SERVICES)}): rename it")
+                raise _at(
+                    i,
+                    "name",
+                    f"'{name}' is reserved for the stack's own services ({', '.join(RESERVED_SERVICES)}): rename it",
+                )
             if name in names:
-                raise _at(i, "name", f"'{name}' is already the name of models.{names[name]}: give each model a unique `name`")
+                raise _at(
+                    i, "name", f"'{name}' is already the name of models.{names[name]}: give each model a unique `name`"
+                )
             names[name] = i
         if not any(m.type == catalog.EMBEDDINGS for m in self.models):
             raise ValueError(
@@ -355,7 +394,9 @@ def load_profile(path: str | Path | None) -> Profile:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ProfileError(f"{source}: no such file; give the path of a profile (see profiles/ for examples)") from None
+            raise ProfileError(
+                f"{source}: no such file; give the path of a profile (see profiles/ for examples)"
+            ) from None
         except (OSError, UnicodeDecodeError) as err:
             raise ProfileError(f"{source}: cannot read it ({err})") from None
     try:
@@ -393,7 +434,9 @@ def _first_error(err: ValidationError) -> str:
         key = str(first["loc"][-1])
         loc = loc.rsplit(".", 1)[0] if "." in loc else ""
         guess = difflib.get_close_matches(key, _all_keys(), n=1)
-        message = f"unknown key '{key}'" + (f": did you mean '{guess[0]}'?" if guess else ": remove it (see `albert-deploy schema`)")
+        message = f"unknown key '{key}'" + (
+            f": did you mean '{guess[0]}'?" if guess else ": remove it (see `albert-deploy schema`)"
+        )
         return f"{loc}: {message}" if loc else message
     elif first["type"] == "missing":
         message = "required key is missing"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import __version__, envfile, output
 from .errors import RenderError
@@ -93,8 +94,10 @@ def render_stack(stack: Stack, existing_env: str | None = None) -> Rendered:
     )  # fmt: skip
     # 0.1+ releases substitute ${NAME} themselves with no escape; 0.0.x go through string.Template.
     config_escape = _keep if stack.release.substitutes_env else _dollar
-    config_text = _environment(config_escape).get_template(stack.release.template).render(
-        version=__version__, source=stack.source, release=stack.release.version, **stack.config
+    config_text = (
+        _environment(config_escape)
+        .get_template(stack.release.template)
+        .render(version=__version__, source=stack.source, release=stack.release.version, **stack.config)
     )
     env_text = envfile.render_env(stack.secrets, stack.operator_env, existing_env)
     _check_compose(compose_text, stack)
@@ -112,7 +115,7 @@ def _load(text: str, name: str) -> Any:
     # libyaml when present: the check-back is most of render's time with the pure-Python parser.
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as err:  # a template bug, never a user error
         raise RenderError(f"internal error: the rendered {name} is not valid YAML ({err}); please report it") from None
 
@@ -130,7 +133,9 @@ def _check_compose(text: str, stack: Stack) -> None:
 def _check_service(loaded: dict[str, Any], planned: Service) -> None:
     def same(key: str, got: Any, want: Any) -> None:
         if got != want:
-            raise RenderError(f"internal error: {COMPOSE_FILE} service {planned.name}.{key} came back as {got!r}; please report it")
+            raise RenderError(
+                f"internal error: {COMPOSE_FILE} service {planned.name}.{key} came back as {got!r}; please report it"
+            )
 
     same("image", loaded.get("image"), _dollar(planned.image))
     same("command", loaded.get("command"), _literal(list(planned.command), _dollar) or None)

@@ -51,7 +51,16 @@ def _image(server: catalog.Server, placed: ModelPlacement) -> str:
 
 
 def _vllm(model: HostedModel, placed: ModelPlacement, server: catalog.Server) -> tuple[list[str], None]:
-    command = ["--model", model.model, "--served-model-name", model.served_name, "--host", "0.0.0.0", "--port", str(server.port)]
+    command = [
+        "--model",
+        model.model,
+        "--served-model-name",
+        model.served_name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(server.port),
+    ]
     if placed.max_model_len:
         command += ["--max-model-len", str(placed.max_model_len)]
     if model.max_num_seqs:

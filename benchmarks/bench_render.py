@@ -21,7 +21,9 @@ def synthetic_profile(models: int) -> dict[str, object]:
     # TEI on CPU needs no GPU inventory: the cost measured is profile -> plan -> render -> write.
     return {
         "project": "bench",
-        "models": [{"model": "intfloat/multilingual-e5-large", "name": f"e5-{i}", "gpus": "cpu"} for i in range(models)],
+        "models": [
+            {"model": "intfloat/multilingual-e5-large", "name": f"e5-{i}", "gpus": "cpu"} for i in range(models)
+        ],
     }
 
 
@@ -43,9 +45,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         baseline = time_render(None, root / "default", repeat)
-        startup = statistics.median(
-            _time([sys.executable, "-c", "pass"]) for _ in range(repeat)
-        )
+        startup = statistics.median(_time([sys.executable, "-c", "pass"]) for _ in range(repeat))
         print(f"interpreter start alone          {startup * 1000:7.1f} ms")
         print(f"render, default profile          {baseline * 1000:7.1f} ms  (target < 300 ms, process included)")
         sizes = (25, 50, 100, 200)
@@ -55,7 +55,7 @@ def main() -> None:
             path.write_text(yaml.safe_dump(synthetic_profile(n)))
             timings.append(time_render(path, root / f"out{n}", repeat))
             print(f"render, {n:3d} models               {timings[-1] * 1000:7.1f} ms")
-        per_model = [(t - timings[0]) / (n - sizes[0]) * 1000 for n, t in zip(sizes[1:], timings[1:])]
+        per_model = [(t - timings[0]) / (n - sizes[0]) * 1000 for n, t in zip(sizes[1:], timings[1:], strict=True)]
         print("marginal cost per model (ms), from 25 to 50/100/200: " + ", ".join(f"{c:.2f}" for c in per_model))
         print(f"linearity: largest/smallest marginal cost = {max(per_model) / min(per_model):.2f} (1.0 = linear)")
 

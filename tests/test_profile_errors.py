@@ -76,7 +76,9 @@ BAD_PROFILES = {
         "api.vector_store: 'milvus' is not supported by release 0.2.0; use one of: qdrant, elasticsearch",
     ),
     "external_url_with_v1": (
-        "models:\n" + E5 + "  - name: llm\n    type: text-generation\n    url: https://llm.example.org/v1\n    model: x\n",
+        "models:\n"
+        + E5
+        + "  - name: llm\n    type: text-generation\n    url: https://llm.example.org/v1\n    model: x\n",
         "models.1.url: give the server root without /v1 (e.g. https://llm.example.org); "
         "albert-deploy adds /v1 where the release expects it",
     ),
@@ -146,7 +148,10 @@ def test_bad_profile_gets_one_clear_line(case: str, command: str, tmp_path: Path
 def test_missing_file_names_it(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["validate", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 1
-    assert result.stderr == f"error: {tmp_path / 'nope.yaml'}: no such file; give the path of a profile (see profiles/ for examples)\n"
+    assert (
+        result.stderr
+        == f"error: {tmp_path / 'nope.yaml'}: no such file; give the path of a profile (see profiles/ for examples)\n"
+    )
 
 
 def test_usage_error_exits_2() -> None:

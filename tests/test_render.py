@@ -133,7 +133,7 @@ BROKEN_020 = {
 def test_release_020_check_refuses_broken_configs(breakage: str) -> None:
     config = yaml.safe_load((SAMPLES / "0.2.0-qdrant.yml").read_text())
     BROKEN_020[breakage](config)
-    with pytest.raises(RenderError, match="does not match release 0.2.0"):
+    with pytest.raises(RenderError, match=r"does not match release 0\.2\.0"):
         r0_2_0.check_config(config)
 
 
@@ -149,7 +149,7 @@ def test_release_020_check_refuses_broken_configs(breakage: str) -> None:
 def test_release_003_check_refuses_broken_configs(breakage: object) -> None:
     config = yaml.safe_load((SAMPLES / "0.0.3.yml").read_text())
     breakage(config)  # type: ignore[operator]
-    with pytest.raises(RenderError, match="does not match release 0.0.3"):
+    with pytest.raises(RenderError, match=r"does not match release 0\.0\.3"):
         r0_0_3.check_config(config)
 
 

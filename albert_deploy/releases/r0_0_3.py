@@ -89,19 +89,27 @@ def check_config(data: Any) -> None:
     for key in ("default_language_model", "default_embeddings_model"):
         _require(isinstance(internet.get(key), str) and internet[key], f"internet.{key} is required")
     clients = data.get("clients") or {}
-    models = clients.get("models")
+    models: Any = clients.get("models")
     _require(isinstance(models, list) and models, "clients.models must be a non-empty list")
     types = [m.get("type") for m in models]
     _require(TEXT_GENERATION in types, "at least one text-generation model is required")
     _require(EMBEDDINGS in types, "at least one text-embeddings-inference model is required")
     for model in models:
-        _require(str(model.get("url", "")).rstrip("/").endswith("/v1"), f"model url must include /v1, got {model.get('url')}")
+        _require(
+            str(model.get("url", "")).rstrip("/").endswith("/v1"), f"model url must include /v1, got {model.get('url')}"
+        )
     dbs = clients.get("databases") or {}
     cache = dbs.get("cache") or {}
-    _require(cache.get("type") == "redis" and "port" in (cache.get("args") or {}), "clients.databases.cache must be redis with a port")
-    _require((dbs.get("search") or {}).get("type") in ("qdrant", "elasticsearch"), "clients.databases.search must be qdrant or elasticsearch")
+    _require(
+        cache.get("type") == "redis" and "port" in (cache.get("args") or {}),
+        "clients.databases.cache must be redis with a port",
+    )
+    _require(
+        (dbs.get("search") or {}).get("type") in ("qdrant", "elasticsearch"),
+        "clients.databases.search must be qdrant or elasticsearch",
+    )
 
 
-def _require(condition: bool, message: str) -> None:
+def _require(condition: object, message: str) -> None:
     if not condition:
         raise RenderError(f"config.yml does not match release 0.0.3: {message}")

@@ -78,7 +78,9 @@ def config_context(endpoints: list[Endpoint], vector_store: str) -> dict[str, An
 
 
 def _postgres_url() -> Joined:
-    return Joined(("postgresql+asyncpg://postgres:", databases.POSTGRES_PASSWORD, f"@postgres:5432/{databases.POSTGRES_DB}"))
+    return Joined(
+        ("postgresql+asyncpg://postgres:", databases.POSTGRES_PASSWORD, f"@postgres:5432/{databases.POSTGRES_DB}")
+    )
 
 
 def _store_secret(vector_store: str) -> dict[str, Ref]:
@@ -92,7 +94,7 @@ def check_config(data: Any) -> None:
     """The rules 0.1.0 – 0.2.0 enforce at startup, applied to the rendered file."""
     _require(isinstance(data, dict), "the config is not a mapping")
     _require(isinstance(data.get("auth", {}).get("master_key"), str), "auth.master_key is missing")
-    models = data.get("models")
+    models: Any = data.get("models")
     _require(isinstance(models, list) and models, "models must be a non-empty list")
     ids = [m.get("id") for m in models]
     _require(len(ids) == len(set(ids)), f"model ids must be unique: {ids}")
@@ -101,23 +103,37 @@ def check_config(data: Any) -> None:
         _require(isinstance(clients, list) and clients, f"model {model.get('id')}: clients must be a non-empty list")
         for client in clients:
             allowed = CLIENT_TYPES.get(model.get("type"), ())
-            _require(client.get("type") in allowed, f"model {model.get('id')}: client type {client.get('type')} does not suit {model.get('type')}")
+            _require(
+                client.get("type") in allowed,
+                f"model {model.get('id')}: client type {client.get('type')} does not suit {model.get('type')}",
+            )
             url = client.get("args", {}).get("api_url", "")
-            _require(url.startswith(("http://", "https://")) and not url.rstrip("/").endswith("/v1"), f"model {model.get('id')}: api_url must be the server root, got {url}")
-            _require(isinstance(client.get("model"), str) and client["model"], f"model {model.get('id')}: client model is missing")
+            _require(
+                url.startswith(("http://", "https://")) and not url.rstrip("/").endswith("/v1"),
+                f"model {model.get('id')}: api_url must be the server root, got {url}",
+            )
+            _require(
+                isinstance(client.get("model"), str) and client["model"],
+                f"model {model.get('id')}: client model is missing",
+            )
     dbs = data.get("databases")
     _require(isinstance(dbs, list), "databases must be a list")
     kinds = [d.get("type") for d in dbs]
     _require(kinds.count("redis") == 1, "exactly one redis database is required")
     sql = [d for d in dbs if d.get("type") == "sql" and d.get("context", "api") == "api"]
     _require(len(sql) == 1, "exactly one sql database with context api is required")
-    _require(str(sql[0].get("args", {}).get("url", "")).startswith("postgresql"), "the sql database needs a postgresql URL")
+    _require(
+        str(sql[0].get("args", {}).get("url", "")).startswith("postgresql"), "the sql database needs a postgresql URL"
+    )
     stores = [d for d in dbs if d.get("type") in ("qdrant", "elasticsearch")]
     _require(len(stores) == 1, "exactly one vector store (qdrant or elasticsearch) is required")
     embedding_ids = {m["id"] for m in models if m.get("type") == EMBEDDINGS}
-    _require(stores[0].get("model") in embedding_ids, f"the vector store's model must be an embeddings model id, got {stores[0].get('model')}")
+    _require(
+        stores[0].get("model") in embedding_ids,
+        f"the vector store's model must be an embeddings model id, got {stores[0].get('model')}",
+    )
 
 
-def _require(condition: bool, message: str) -> None:
+def _require(condition: object, message: str) -> None:
     if not condition:
         raise RenderError(f"config.yml does not match release 0.2.0: {message}")
