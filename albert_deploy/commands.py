@@ -28,8 +28,8 @@ def render(profile_path: str | None, out_dir: Path) -> dict[str, Any]:
     env_path = out_dir / ENV_FILE
     existing = env_path.read_text(encoding="utf-8") if env_path.is_file() else None
     rendered = render_stack(stack, existing)
-    write_rendered(rendered, out_dir)
-    return {**_summary(stack), "output": str(out_dir.resolve()), "files": sorted(rendered.files)}
+    change = write_rendered(rendered, out_dir)
+    return {**_summary(stack), "output": str(out_dir.resolve()), "files": sorted(rendered.files), "change": change}
 
 
 def plan_gpus(profile_path: str | None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import catalog, servers
-from .errors import ProfileError
+from .errors import PlacementError, ProfileError
 from .placement import Placement, place
 from .profile import ExternalModel, HostedModel, Profile
 from .releases import MODULES, Release
@@ -43,11 +43,16 @@ class Stack:
 def build_stack(profile: Profile, source: str) -> Stack:
     release_module = MODULES[profile.api.release]
     release = release_module.RELEASE
-    placement = place(profile)
+    try:
+        placement = place(profile)
+    except PlacementError as err:
+        raise PlacementError(f"{source}: {err}") from None
     endpoints = [_endpoint(m) for m in profile.models]
     if release.substitutes_env:
         _refuse_substitution_syntax(profile, source)
-    model_servers = [servers.model_server(m, placement.models[m.name or ""]) for m in profile.hosted]
+    model_servers = servers.one_at_a_time_per_gpu(
+        [servers.model_server(m, placement.models[m.name or ""], profile.offline) for m in profile.hosted], placement
+    )
     dbs = release_module.database_services(profile.api.vector_store, profile.images)
     config = release_module.config_context(endpoints, profile.api.vector_store)
     config["log_level"] = profile.api.log_level

@@ -285,6 +285,9 @@ class Profile(Strict):
     images: dict[Literal[STACK_SERVICES], Annotated[str, Field(min_length=1)]] = Field(  # type: ignore[valid-type]
         default_factory=dict, description="Override the image of the API or a database, e.g. for a registry mirror."
     )
+    offline: bool = Field(
+        False, description="Air-gapped host: model servers never reach the Hugging Face Hub (HF_HUB_OFFLINE=1)."
+    )
     health_interval: int = Field(10, ge=1, le=300, description="Seconds between health checks of every service.")
     models: list[ModelEntry] = Field(min_length=1)
 

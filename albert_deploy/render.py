@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__, envfile, output
+from . import __version__, envfile, output, runbook
 from .errors import RenderError
 from .plan import Stack
 from .releases import MODULES
@@ -18,7 +18,8 @@ from .spec import Joined, Ref, Service
 COMPOSE_FILE = "compose.yml"
 CONFIG_FILE = "config.yml"
 ENV_FILE = ".env"
-GENERATED = (COMPOSE_FILE, CONFIG_FILE, ENV_FILE)
+RUNBOOK_FILE = "RUNBOOK.md"
+GENERATED = (COMPOSE_FILE, CONFIG_FILE, ENV_FILE, RUNBOOK_FILE)
 
 # Characters YAML treats as line breaks or refuses outright, beyond what JSON escapes.
 _YAML_UNSAFE = {"\u0085", "\u2028", "\u2029", "\ufeff"}
@@ -100,13 +101,21 @@ def render_stack(stack: Stack, existing_env: str | None = None) -> Rendered:
         .render(version=__version__, source=stack.source, release=stack.release.version, **stack.config)
     )
     env_text = envfile.render_env(stack.secrets, stack.operator_env, existing_env)
+    runbook_env = _environment(_keep)
+    runbook_env.filters["md"] = runbook.md
+    runbook_text = runbook_env.get_template("RUNBOOK.md.j2").render(
+        version=__version__, source=stack.source, project=stack.project, release=stack.release.version,
+        **runbook.runbook_context(stack),
+    )  # fmt: skip
     _check_compose(compose_text, stack)
     _check_config(config_text, stack)
-    return Rendered({COMPOSE_FILE: compose_text, CONFIG_FILE: config_text, ENV_FILE: env_text}, (ENV_FILE,))
+    files = {COMPOSE_FILE: compose_text, CONFIG_FILE: config_text, ENV_FILE: env_text, RUNBOOK_FILE: runbook_text}
+    return Rendered(files, (ENV_FILE,))
 
 
-def write_rendered(rendered: Rendered, out_dir: Path) -> None:
-    output.replace_directory(out_dir, rendered.files, rendered.secret_files, GENERATED)
+def write_rendered(rendered: Rendered, out_dir: Path) -> str:
+    """Returns "created", "updated" (previous output kept in DIR.backups/) or "unchanged"."""
+    return output.replace_directory(out_dir, rendered.files, rendered.secret_files, GENERATED)
 
 
 def _load(text: str, name: str) -> Any:

@@ -6,7 +6,7 @@ import dataclasses
 import re
 
 from . import catalog
-from .placement import ModelPlacement
+from .placement import ModelPlacement, Placement
 from .profile import HostedModel
 from .spec import Mount, Ref, Service
 
@@ -18,7 +18,7 @@ def key_ref(model_name: str) -> Ref:
     return Ref("MODEL_" + re.sub(r"[^A-Z0-9]+", "_", model_name.upper()).strip("_") + "_KEY")
 
 
-def model_server(model: HostedModel, placed: ModelPlacement) -> Service:
+def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = False) -> Service:
     server = catalog.SERVERS[model.server or ""]
     name = model.name or ""
     command, entrypoint = _COMMANDS[server.name](model, placed, server)
@@ -26,6 +26,9 @@ def model_server(model: HostedModel, placed: ModelPlacement) -> Service:
     if model.health_start_period is not None:
         health = dataclasses.replace(health, start_period_s=model.health_start_period)
     environment: dict[str, object] = {server.api_key_env: key_ref(name), "HF_TOKEN": HF_TOKEN}
+    if offline:
+        # Never reach the Hub: a missing model fails fast instead of hanging on a download.
+        environment.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     environment.update(model.env)
     return Service(
         name=name,
@@ -87,3 +90,20 @@ def _whisper(model: HostedModel, placed: ModelPlacement, server: catalog.Server)
 
 
 _COMMANDS = {"vllm": _vllm, "tei": _tei, "whisper": _whisper}
+
+
+def one_at_a_time_per_gpu(services: list[Service], placement: Placement) -> list[Service]:
+    """Servers sharing a GPU start one after another, largest budget first.
+
+    vLLM measures free memory when it starts, so a neighbour loading at the same moment can make it
+    fail; each server waits until the previous one on each of its GPUs is healthy. Servers on
+    different GPUs, and CPU services, still start in parallel."""
+    previous: dict[str, str] = {}  # device id -> last server placed there
+    chained = []
+    for service in sorted(services, key=lambda s: (-placement.models[s.model or ""].memory_bytes, s.name)):
+        devices = service.gpu.device_ids if service.gpu else ()
+        after = tuple(dict.fromkeys(previous[d] for d in devices if d in previous))
+        chained.append(dataclasses.replace(service, depends_on=service.depends_on + after))
+        previous.update(dict.fromkeys(devices, service.name))
+    order = {s.name: i for i, s in enumerate(services)}
+    return sorted(chained, key=lambda s: order[s.name])

@@ -24,7 +24,12 @@ from albert_deploy.render import render_stack
 from .helpers import PROFILES, REPO, SAMPLES, compose_binary, compose_config, fixed_env
 
 GOLDEN = REPO / "tests" / "golden" / "default"
-GOLDEN_FILES = {"compose.yml": "compose.yml", "config.yml": "config.yml", ".env": "dotenv.txt"}
+GOLDEN_FILES = {
+    "compose.yml": "compose.yml",
+    "config.yml": "config.yml",
+    ".env": "dotenv.txt",
+    "RUNBOOK.md": "RUNBOOK.md",
+}
 
 
 def render_with_fixed_secrets(out: Path, profile: str | None = None) -> None:
@@ -49,7 +54,7 @@ def test_render_without_arguments_writes_deploy_in_cwd(tmp_path: Path) -> None:
     with runner.isolated_filesystem(temp_dir=tmp_path):
         result = runner.invoke(cli, ["render"])
         assert result.exit_code == 0, result.output
-        assert sorted(p.name for p in Path("deploy").iterdir()) == [".env", "compose.yml", "config.yml"]
+        assert sorted(p.name for p in Path("deploy").iterdir()) == [".env", "RUNBOOK.md", "compose.yml", "config.yml"]
         assert "Rendered <embedded default profile> (Albert API 0.2.0)" in result.stdout
 
 
@@ -156,7 +161,7 @@ def test_release_003_check_refuses_broken_configs(breakage: object) -> None:
 def test_same_profile_and_secrets_give_byte_identical_output(tmp_path: Path) -> None:
     render_with_fixed_secrets(tmp_path / "a")
     render_with_fixed_secrets(tmp_path / "b")
-    for name in ("compose.yml", "config.yml", ".env"):
+    for name in ("compose.yml", "config.yml", ".env", "RUNBOOK.md"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
@@ -172,7 +177,8 @@ def test_secrets_are_generated_private_and_kept(tmp_path: Path) -> None:
     for value in first.values():
         assert len(value) >= 32
         assert value not in result.output
-        assert value not in (tmp_path / "compose.yml").read_text() + (tmp_path / "config.yml").read_text()
+        for name in ("compose.yml", "config.yml", "RUNBOOK.md"):
+            assert value not in (tmp_path / name).read_text()
     # The operator adds a variable and loses one secret: the rest stays, the missing one is regenerated.
     text = env_file.read_text().replace(f"REDIS_PASSWORD={first['REDIS_PASSWORD']}\n", "") + "HF_TOKEN=hf_xyz\n"
     env_file.write_text(text)
@@ -274,3 +280,69 @@ def test_schema_command_publishes_the_profile_format() -> None:
     assert schema["additionalProperties"] is False
     assert {"project", "api", "gpus", "models"} <= set(schema["properties"])
     assert "HostedModel" in schema["$defs"] and "ExternalModel" in schema["$defs"]
+
+
+def test_previous_output_is_kept_as_a_dated_backup(tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    first = commands.render(None, out)
+    assert first["change"] == "created"
+    assert commands.render(None, out)["change"] == "unchanged"
+    assert not (tmp_path / "deploy.backups").exists()
+    old_compose = (out / "compose.yml").read_text()
+    other = tmp_path / "p.yaml"
+    other.write_text((REPO / "profiles" / "default.yaml").read_text().replace("port: 8080", "port: 8090"))
+    assert commands.render(str(other), out)["change"] == "updated"
+    (backup,) = (tmp_path / "deploy.backups").iterdir()
+    assert (backup / "compose.yml").read_text() == old_compose
+    assert stat.S_IMODE((tmp_path / "deploy.backups").stat().st_mode) == 0o700
+    assert stat.S_IMODE((backup / ".env").stat().st_mode) == 0o600
+    assert parse_env((backup / ".env").read_text()) == parse_env((out / ".env").read_text())
+
+
+def test_servers_sharing_a_gpu_start_one_after_another() -> None:
+    data = {
+        "gpus": [{"index": 0, "name": "NVIDIA H100 80GB HBM3"}, {"index": 1, "name": "NVIDIA L4"}],
+        "share_gpus": True,
+        "models": [
+            {"model": "intfloat/multilingual-e5-large", "gpus": [0]},
+            {"model": "BAAI/bge-reranker-v2-m3", "gpus": [0]},
+            {"model": "AgentPublic/guillaumetell-7b", "gpus": [0]},
+            {"model": "openai/whisper-large-v3-turbo", "gpus": [1]},
+            {"model": "intfloat/multilingual-e5-large", "name": "e5-cpu", "gpus": "cpu"},
+        ],
+    }
+    stack = build_stack(validate_profile(data, "x"), "x")
+    waits = {s.name: s.depends_on for s in stack.services if s.role == "model"}
+    # Largest budget first on GPU 0, then by name; GPU 1 and the CPU server start at once.
+    assert waits == {
+        "guillaumetell-7b": (),
+        "bge-reranker-v2-m3": ("guillaumetell-7b",),
+        "multilingual-e5-large": ("bge-reranker-v2-m3",),
+        "whisper-large-v3-turbo": (),
+        "e5-cpu": (),
+    }
+    compose = yaml.safe_load(render_stack(stack).files["compose.yml"])
+    assert compose["services"]["multilingual-e5-large"]["depends_on"] == {
+        "bge-reranker-v2-m3": {"condition": "service_healthy"}
+    }
+
+
+def test_offline_profile_keeps_servers_off_the_hub() -> None:
+    data = yaml.safe_load((REPO / "profiles" / "default.yaml").read_text())
+    data["offline"] = True
+    stack = build_stack(validate_profile(data, "x"), "x")
+    for service in stack.services:
+        if service.role == "model":
+            assert service.environment["HF_HUB_OFFLINE"] == "1"
+    plain = build_stack(validate_profile({**data, "offline": False}, "x"), "x")
+    assert all("HF_HUB_OFFLINE" not in s.environment for s in plain.services)
+
+
+def test_runbook_says_what_runs_where_without_secrets(tmp_path: Path) -> None:
+    render_with_fixed_secrets(tmp_path)
+    runbook = (tmp_path / "RUNBOOK.md").read_text()
+    assert "| guillaumetell-7b | model | AgentPublic/guillaumetell-7b | 0 |" in runbook
+    assert "- GPU 0: guillaumetell-7b → " in runbook
+    assert "http://127.0.0.1:8080" in runbook
+    for value in parse_env((tmp_path / ".env").read_text()).values():
+        assert value not in runbook
