@@ -100,16 +100,13 @@ TEI_VARIANTS: dict[tuple[int, int], str] = {
 
 
 def tei_tag(compute_capability: tuple[int, int] | None, on_gpu: bool) -> str:
-    """The TEI image tag for a GPU generation; ``cpu-1.8`` off GPU or below capability 7.5."""
-    if not on_gpu:
+    """The TEI image tag for a GPU generation; the CPU build off GPU or below capability 7.5."""
+    if not on_gpu or (compute_capability is not None and compute_capability < (7, 5)):
         return f"cpu-{TEI_VERSION}"
     if compute_capability is None:
-        return TEI_VERSION  # the generic CUDA build (Ampere A100)
-    prefix = TEI_VARIANTS.get(compute_capability)
-    if prefix is None:
-        # Unknown generations at or above Ampere take the generic build; older ones are unsupported.
-        prefix = "" if compute_capability >= (8, 0) else None  # type: ignore[assignment]
-    return "cpu-" + TEI_VERSION if prefix is None else prefix + TEI_VERSION
+        return TEI_VERSION  # the generic CUDA build
+    # Unknown newer generations take the generic CUDA build.
+    return TEI_VARIANTS.get(compute_capability, "") + TEI_VERSION
 
 
 @dataclass(frozen=True)
