@@ -7,8 +7,9 @@ constants are explained in docs/memory-model.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Union
+from typing import Any, Literal, NamedTuple
 
 from . import catalog
 from .errors import PlacementError
@@ -30,9 +31,10 @@ UNKNOWN_KV_MIN = GIB
 DEFAULT_RUNTIME_GIB = {"vllm": 1.0, "tei": 1.5, "whisper": 2.5}  # models outside the catalog
 GPU_RESERVE_MIN = 512 * MIB  # the driver keeps some memory that no process can allocate
 GPU_RESERVE_FRACTION = 0.01
+MAX_PCT = 90  # the fill stops at vLLM's own default share (0.9): slack for what the estimates miss
 
 Strategy = Literal["pack", "spread"]
-Request = Union[str, int, list[Union[int, str]]]  # noqa: UP007  (a runtime alias: py3.10 cannot `|` a str)
+Request = str | int | list[int | str]
 
 
 # --- Public results ---------------------------------------------------------------------------
@@ -338,12 +340,19 @@ class _Slot:
     split: bool = False  # tensor parallelism chosen by the planner
 
 
+_Wants = dict[str, tuple[int, list[int]]]  # model -> (highest percent, weight on each of its GPUs)
+
+
 @dataclass
 class _Ctx:
     gpus: list[_Gpu]
     groups: list[list[int]]  # positions of GPUs of equal total memory, largest first
     pins: dict[str, tuple[int, ...]]
     by_name: dict[str, _Need]
+
+    @property
+    def largest(self) -> _Gpu:
+        return self.gpus[self.groups[0][0]]
 
 
 @dataclass
@@ -379,9 +388,9 @@ def _place_on(gpus: list[_Gpu], needs: list[_Need], profile: Profile) -> Placeme
     for need in on_gpu:
         _require_weights(need)
     pins = {n.name: _resolve_pins(n, gpus) for n in on_gpu if isinstance(n.request, list)}
-    if not profile.share_gpus:
-        _check_pins_apart(pins, gpus, {n.name: n for n in needs})
     ctx = _Ctx(gpus, _groups(gpus), pins, {n.name: n for n in needs})
+    if not profile.share_gpus:
+        _check_pins_apart(ctx)
     _check_alone(ctx, on_gpu)
     run = _best_run(ctx, on_gpu, profile.placement)
     return _assemble(ctx, needs, run)
@@ -413,14 +422,15 @@ def _resolve_pins(need: _Need, gpus: list[_Gpu]) -> tuple[int, ...]:
     return tuple(positions)
 
 
-def _check_pins_apart(pins: dict[str, tuple[int, ...]], gpus: list[_Gpu], by_name: dict[str, _Need]) -> None:
+def _check_pins_apart(ctx: _Ctx) -> None:
     """The profile compares pins as written; one GPU named by index and by UUID is caught here."""
     owners: dict[int, str] = {}
-    for name, positions in pins.items():
+    for name, positions in ctx.pins.items():
         for p in positions:
             if p in owners:
+                g = ctx.gpus[p]
                 raise PlacementError(
-                    f"models.{by_name[name].pos}.gpus: GPU {gpus[p].index} ({gpus[p].device_id}) is already given to "
+                    f"models.{ctx.by_name[name].pos}.gpus: GPU {g.index} ({g.device_id}) is already given to "
                     f"'{owners[p]}': pin another GPU, or set `share_gpus: true` to let models share it"
                 )
             owners[p] = name
@@ -492,53 +502,49 @@ def _kv_of(ctx: _Ctx, need: _Need, slot: _Slot) -> int:
 
 def _best_run(ctx: _Ctx, needs: list[_Need], mode: Strategy) -> _Run:
     """Every model at its full KV cache if it fits; else the fewest TEI models moved to CPU, then the
-    largest KV cache, with KV caches cut toward one sequence."""
-    first = _run(ctx, needs, "target", mode)
-    if first.failure is None and not first.spilled:
-        return first
-    other: Strategy = "spread" if mode == "pack" else "pack"
-    tight = [_run(ctx, needs, "floor", s) for s in (mode, other)]
-    for run in tight:
-        if run.failure is None:
-            _grow(ctx, run)
-    done = [r for r in (first, *tight) if r.failure is None]
+    smallest KV cuts, with KV caches cut toward one sequence. Each plan is filled before comparing."""
+    runs = [_run(ctx, needs, "target", mode)]
+    if runs[0].failure is not None or runs[0].spilled:
+        other: Strategy = "spread" if mode == "pack" else "pack"
+        runs += [_run(ctx, needs, "floor", s) for s in (mode, other)]
+    done = [r for r in runs if r.failure is None]
     if not done:
-        raise _packing_error(ctx, needs, tight[0])
-    return min(done, key=lambda r: (len(r.spilled), -_total_kv(ctx, r)))
+        raise _packing_error(ctx, needs, runs[1])
+    for run in done:
+        _fill(ctx, run)
+    return min(done, key=lambda r: (len(r.spilled), -_kv_kept(ctx, r)))
 
 
-def _total_kv(ctx: _Ctx, run: _Run) -> int:
-    return sum(_kv_of(ctx, ctx.by_name[name], slot) for name, slot in run.slots.items())
+def _kv_kept(ctx: _Ctx, run: _Run) -> int:
+    """KV cache up to what each model was sized for: the fill's extra on one model does not make up
+    for a cut on another."""
+    return sum(min(_kv_of(ctx, ctx.by_name[n], slot), ctx.by_name[n].kv_target) for n, slot in run.slots.items())
 
 
 def _run(ctx: _Ctx, needs: list[_Need], level: Literal["target", "floor"], strategy: Strategy) -> _Run:
-    n = len(ctx.gpus)
-    run = _Run(level, strategy, [g.usable for g in ctx.gpus], [0] * n)
-    pinned = [x for x in needs if x.name in ctx.pins]
-    splits = {x.name: _split_for(ctx, x, run.kv(x)) for x in needs if x.name not in ctx.pins}
-    order = [ctx.by_name[name] for name in splits]
-    order.sort(key=lambda x: _demand_key(ctx, x, run.kv(x), splits[x.name]))
-    required = [x for x in order if not x.optional]
-    optional = [x for x in order if x.optional]
-    for need in pinned:
+    run = _Run(level, strategy, [g.usable for g in ctx.gpus], [0] * len(ctx.gpus))
+    for need in (x for x in needs if x.name in ctx.pins):
         if not _place_pinned(ctx, run, need):
             run.failure = need
             return run
-    for need in required:
-        if not _place_free(ctx, run, need, splits[need.name]):
+    unpinned = [x for x in needs if x.name not in ctx.pins]
+    splits = {x.name: _split_for(ctx, x, run.kv(x)) for x in unpinned}
+    for need in sorted(unpinned, key=lambda x: _demand_key(ctx, run, x, splits[x.name])):
+        if _place_free(ctx, run, need, splits[need.name]):
+            continue
+        if not need.optional:
             run.failure = need
             return run
-    for need in optional:
-        if not _place_free(ctx, run, need, splits[need.name]):
-            run.spilled.append(need.name)
+        run.spilled.append(need.name)
     return run
 
 
-def _demand_key(ctx: _Ctx, need: _Need, kv: int, k: int | None) -> tuple[int, str]:
-    """Largest first (first-fit decreasing); the name breaks ties so that plans are deterministic."""
+def _demand_key(ctx: _Ctx, run: _Run, need: _Need, k: int | None) -> tuple[bool, int, str]:
+    """Required models first, largest first (first-fit decreasing); the name breaks ties so that plans
+    are deterministic."""
     k = k or 1
-    size = max(_shape(need, kv, k, (ctx.gpus[ctx.groups[0][0]].total,))[1]) if ctx.groups else 0
-    return -size * k, need.name
+    size = max(_shape(need, run.kv(need), k, (ctx.largest.total,))[1]) if ctx.groups else 0
+    return need.optional, -size * k, need.name
 
 
 def _place_pinned(ctx: _Ctx, run: _Run, need: _Need) -> bool:
@@ -561,21 +567,13 @@ def _place_free(ctx: _Ctx, run: _Run, need: _Need, k: int | None) -> bool:
 
 
 def _choose_one(ctx: _Ctx, run: _Run, need: _Need) -> _Slot | None:
-    kv = run.kv(need)
-    shapes: dict[int, tuple[int | None, tuple[int, ...]]] = {}
-    best: tuple[tuple[int, ...], int] | None = None
-    for g in ctx.gpus:
-        if g.total not in shapes:
-            shapes[g.total] = _shape(need, kv, 1, (g.total,))
-        size = shapes[g.total][1][0]
-        if size <= run.free[g.pos]:
-            key = run.key(g.pos, size)
-            if best is None or key < best[0]:
-                best = (key, g.pos)
-    if best is None:
+    shapes = {t: _shape(need, run.kv(need), 1, (t,)) for t in {g.total for g in ctx.gpus}}
+    sizes = [shapes[g.total][1][0] for g in ctx.gpus]
+    fits = [(run.key(p, size), p) for p, size in enumerate(sizes) if size <= run.free[p]]
+    if not fits:
         return None
-    pct, sizes = shapes[ctx.gpus[best[1]].total]
-    return _Slot((best[1],), pct, sizes)
+    p = min(fits)[1]
+    return _Slot((p,), *shapes[ctx.gpus[p].total])
 
 
 def _choose_many(ctx: _Ctx, run: _Run, need: _Need, k: int) -> _Slot | None:
@@ -588,53 +586,73 @@ def _choose_many(ctx: _Ctx, run: _Run, need: _Need, k: int) -> _Slot | None:
     return None
 
 
-def _grow(ctx: _Ctx, run: _Run) -> None:
-    """Give the room left on each GPU back to the KV caches that were cut, in proportion to what each
-    lacks. Shares come from the free memory at the start of a pass, so no GPU is over-committed."""
-    for _ in range(3):  # later passes hand out what capped models left
-        wants = _kv_wants(ctx, run)
-        if not wants:
-            return
-        lacking = [0] * len(ctx.gpus)
-        for _, want in wants.values():
-            for p, extra in want:
-                lacking[p] += extra
-        free = list(run.free)
-        grown = False
-        for name, (top, want) in wants.items():
-            grown = _grow_one(ctx, run, name, top, [free[p] * extra // lacking[p] for p, extra in want]) or grown
-        if not grown:
+# --- Fill ------------------------------------------------------------------------------------------
+
+
+def _fill(ctx: _Ctx, run: _Run) -> None:
+    """Give the room left on each GPU to its vLLM models: first to the KV caches that were cut, in
+    proportion to what each lacks; then to all, in proportion to their KV need; last, what rounding
+    left, to the first model that can use it."""
+    _share_out(ctx, run, _lacking)
+    _share_out(ctx, run, _kv_need)
+    for name, slot in run.slots.items():
+        if slot.pct is not None:
+            _widen(ctx, run, name, MAX_PCT, [run.free[p] for p in slot.positions])
+
+
+def _share_out(ctx: _Ctx, run: _Run, wants: Callable[[_Ctx, _Run], _Wants]) -> None:
+    """Split each GPU's free memory by the wants' weights, pass after pass while a share still buys a
+    whole percent. Shares are all taken from the free memory before any is used: no over-commit."""
+    while want := wants(ctx, run):
+        total = [0] * len(ctx.gpus)
+        for name, (_, weights) in want.items():
+            for p, w in zip(run.slots[name].positions, weights, strict=True):
+                total[p] += w
+        shares = {
+            name: [run.free[p] * w // total[p] for p, w in zip(run.slots[name].positions, weights, strict=True)]
+            for name, (_, weights) in want.items()
+        }
+        if not any([_widen(ctx, run, name, top, shares[name]) for name, (top, _) in want.items()]):
             return
 
 
-def _kv_wants(ctx: _Ctx, run: _Run) -> dict[str, tuple[int, list[tuple[int, int]]]]:
+def _lacking(ctx: _Ctx, run: _Run) -> _Wants:
+    """Cut KV caches, each up to the percent it was sized for (or the cap), weighted by the bytes it lacks."""
     wants = {}
     for name, slot in run.slots.items():
         need = ctx.by_name[name]
-        if not need.elastic or slot.pct is None:
+        if slot.pct is None or not need.elastic:
             continue
-        totals = tuple(ctx.gpus[p].total for p in slot.positions)
-        top = _pct(need, need.kv_target, len(totals), totals)
+        totals = [ctx.gpus[p].total for p in slot.positions]
+        top = min(MAX_PCT, _pct(need, need.kv_target, len(totals), tuple(totals)))
         if slot.pct < top:
-            want = [
-                (p, _on_gpu(need, top, t) - b) for p, t, b in zip(slot.positions, totals, slot.bytes_on, strict=True)
-            ]
-            wants[name] = (top, want)
+            wants[name] = (top, [_on_gpu(need, top, t) - b for t, b in zip(totals, slot.bytes_on, strict=True)])
     return wants
 
 
-def _grow_one(ctx: _Ctx, run: _Run, name: str, top: int, shares: list[int]) -> bool:
-    slot, need = run.slots[name], ctx.by_name[name]
+def _kv_need(ctx: _Ctx, run: _Run) -> _Wants:
+    """Every vLLM model below the cap, weighted by the KV cache it was sized for, per GPU."""
+    return {
+        name: (MAX_PCT, [ctx.by_name[name].kv_target // len(slot.positions)] * len(slot.positions))
+        for name, slot in run.slots.items()
+        if slot.pct is not None and slot.pct < MAX_PCT
+    }
+
+
+def _widen(ctx: _Ctx, run: _Run, name: str, top: int, room: list[int]) -> bool:
+    """Raise a vLLM model's utilization as far as `room` (bytes on each of its GPUs) and `top` allow.
+    One utilization for all its GPUs, so the tightest one decides."""
+    slot = run.slots[name]
     assert slot.pct is not None
-    pct = top
-    for p, size, share in zip(slot.positions, slot.bytes_on, shares, strict=True):
-        pct = min(pct, (size - CUDA_GRAPH_HEADROOM + share) * 100 // ctx.gpus[p].total)
+    gpus = [ctx.gpus[p] for p in slot.positions]
+    inner = [size - CUDA_GRAPH_HEADROOM + extra for size, extra in zip(slot.bytes_on, room, strict=True)]
+    pct = min(top, *(b * 100 // g.total for b, g in zip(inner, gpus, strict=True)))
     if pct <= slot.pct:
         return False
-    sizes = tuple(_on_gpu(need, pct, ctx.gpus[p].total) for p in slot.positions)
-    for p, old, new in zip(slot.positions, slot.bytes_on, sizes, strict=True):
-        run.free[p] -= new - old
-    run.slots[name] = _Slot(slot.positions, pct, sizes, slot.split)
+    sizes = tuple(_on_gpu(ctx.by_name[name], pct, g.total) for g in gpus)
+    for g, old, new in zip(gpus, slot.bytes_on, sizes, strict=True):
+        run.free[g.pos] -= new - old
+    slot.pct, slot.bytes_on = pct, sizes
     return True
 
 
@@ -647,19 +665,20 @@ def _gb(n: int) -> str:
 
 def _check_alone(ctx: _Ctx, needs: list[_Need]) -> None:
     """A model that fits on no GPU even alone gets its own message, before any packing."""
+    widest = max(map(len, ctx.groups), default=0)
     for need in needs:
-        if (need.count or 1) > len(ctx.gpus):
+        if need.count and need.count > len(ctx.gpus):
             raise PlacementError(
                 f"models.{need.pos}.gpus: {need.name} asks for {need.count} GPUs, "
                 f"the profile's `gpus` has {len(ctx.gpus)}"
             )
         if need.name in ctx.pins:
             _check_pinned_alone(ctx, need)
-        elif need.count and need.count > max(len(group) for group in ctx.groups):
+        elif need.count and need.count > widest:
             raise PlacementError(
                 f"models.{need.pos}.gpus: {need.name} asks for {need.count} GPUs of one size (vLLM gives each the "
-                f"same share), the profile's `gpus` has at most {max(len(group) for group in ctx.groups)} of one "
-                "size: pin the GPUs instead (e.g. `gpus: [0, 1]`) or ask for fewer"
+                f"same share), the profile's `gpus` has at most {widest} of one size: pin the GPUs instead "
+                "(e.g. `gpus: [0, 1]`) or ask for fewer"
             )
         elif not need.optional and _split_for(ctx, need, need.kv_floor) is None:
             raise _too_big_error(ctx, need)
@@ -680,7 +699,7 @@ def _check_pinned_alone(ctx: _Ctx, need: _Need) -> None:
 def _too_big_error(ctx: _Ctx, need: _Need) -> PlacementError:
     if not ctx.gpus:
         return PlacementError(f"{need.name} needs a GPU and the profile's `gpus` lists none: declare the host's GPUs")
-    largest = ctx.gpus[ctx.groups[0][0]]
+    largest = ctx.largest
     size = max(_shape(need, need.kv_floor, need.count or 1, (largest.total,))[1])
     detail = f" ({_breakdown(need)})" if need.vllm else ""
     many = f"{need.count} × " if (need.count or 1) > 1 else ""
@@ -740,7 +759,7 @@ def _packing_error(ctx: _Ctx, needs: list[_Need], run: _Run) -> PlacementError:
     if need.name in ctx.pins:
         return _pinned_error(ctx, run, need)
     k = _split_for(ctx, need, need.kv_floor) or 1
-    size = max(_shape(need, need.kv_floor, k, (ctx.gpus[ctx.groups[0][0]].total,))[1])
+    size = max(_shape(need, need.kv_floor, k, (ctx.largest.total,))[1])
     where = f"no {k} GPUs of one size have that much left each" if k > 1 else "no GPU has that much left"
     room = max(run.free, default=0)
     wanted = sum(_least_size(ctx, n) for n in needs if not n.optional)
@@ -756,7 +775,7 @@ def _least_size(ctx: _Ctx, need: _Need) -> int:
     k = need.count or _split_for(ctx, need, need.kv_floor) or 1
     if need.name in ctx.pins:
         return sum(_shape(need, need.kv_floor, k, tuple(ctx.gpus[p].total for p in ctx.pins[need.name]))[1])
-    return k * max(_shape(need, need.kv_floor, k, (ctx.gpus[ctx.groups[0][0]].total,))[1])
+    return k * max(_shape(need, need.kv_floor, k, (ctx.largest.total,))[1])
 
 
 def _pinned_error(ctx: _Ctx, run: _Run, need: _Need) -> PlacementError:

@@ -71,18 +71,23 @@ def check_invariants(placement: pl.Placement) -> None:
 # --- Goldens ---------------------------------------------------------------------------------------
 
 
-def test_h100_holds_all_four_and_leaves_room_for_the_others() -> None:
+def test_h100_holds_all_four_and_gives_the_llm_the_rest() -> None:
     plan = place(profile(gpus=pool(1, H100)))
     check_invariants(plan)
     assert [devices(plan, n) for n in plan.models] == [("0",)] * 4
     llm = plan.models["guillaumetell-7b"]
     total = 81559 * MIB
-    assert llm.gpu_memory_utilization == 0.24  # 13.5 GiB weights + 4 GiB KV + 1 GiB runtime, in whole percent
-    assert llm.memory_bytes == math.ceil(0.24 * total) + GIB
-    assert llm.max_model_len == 8192 and llm.tensor_parallel_size == 1 and not llm.notes
-    assert llm.kv_cache_bytes >= 4 * GIB  # 8 sequences of 4096 tokens (sliding window) at 128 KiB a token
+    usable = total - plan.gpus[0].reserved_bytes
     others = sum(plan.models[n].memory_bytes for n in plan.models if n != "guillaumetell-7b")
-    assert llm.gpu_memory_utilization * total + GIB + others <= total - plan.gpus[0].reserved_bytes
+    # 18.5 GiB would do (0.24); the fill gives it every whole percent the other three leave.
+    assert llm.gpu_memory_utilization == 0.86
+    assert llm.memory_bytes == math.ceil(0.86 * total) + GIB
+    assert llm.memory_bytes + others <= usable < math.ceil(0.87 * total) + GIB + others
+    assert llm.kv_cache_bytes == 86 * total // 100 - GIB - int(7.24e9 * 2)  # runtime 1 GiB; about 54 GiB
+    assert llm.max_model_len == 8192 and llm.tensor_parallel_size == 1 and not llm.notes
+    assert plan.gpus[0].free_bytes < total // 100
+    assert "gpu-memory-utilization 0.86, max-model-len 8192, KV cache 58.0 GB" in format_placement(plan)
+    assert placement_report(plan)["models"]["guillaumetell-7b"]["kv_cache_bytes"] == llm.kv_cache_bytes
     assert plan.models["multilingual-e5-large"].compute_capability == (9, 0)
     assert plan.gpus[0].models == tuple((n, plan.models[n].memory_bytes) for n in plan.models)
 
@@ -91,7 +96,8 @@ def test_two_l4_give_the_llm_one_gpu_and_the_rest_the_other() -> None:
     plan = place(profile(gpus=pool(2, L4)))
     check_invariants(plan)
     assert devices(plan, "guillaumetell-7b") == ("0",)
-    assert plan.models["guillaumetell-7b"].gpu_memory_utilization == 0.83
+    assert plan.models["guillaumetell-7b"].gpu_memory_utilization == 0.90  # 0.83 before the fill, capped at 0.90
+    assert plan.models["guillaumetell-7b"].kv_cache_bytes > 5 * GIB
     assert {devices(plan, n) for n in ("multilingual-e5-large", "bge-reranker-v2-m3", "whisper-large-v3-turbo")} == {
         ("1",)
     }
@@ -105,7 +111,8 @@ def test_one_24gb_gpu_cuts_the_kv_cache_and_moves_tei_to_cpu(gpu: dict[str, str]
     check_invariants(plan)
     llm = plan.models["guillaumetell-7b"]
     assert devices(plan, "guillaumetell-7b") == devices(plan, "whisper-large-v3-turbo") == ("0",)
-    assert llm.gpu_memory_utilization == 0.75
+    assert llm.gpu_memory_utilization == 0.75  # all the GPU whisper leaves
+    assert plan.gpus[0].free_bytes * 100 < plan.gpus[0].total_bytes
     assert 8192 * 128 * 1024 <= llm.kv_cache_bytes < 4 * GIB  # at least one full sequence, less than planned
     assert any("KV cache cut" in note for note in llm.notes)
     for name in ("multilingual-e5-large", "bge-reranker-v2-m3"):
@@ -302,6 +309,9 @@ def test_inventory_checks() -> None:
         PlacementError, match=r"models\.0\.gpus: guillaumetell-7b asks for 4 GPUs, the profile's `gpus` has 2$"
     ):
         place(profile([{"model": LLM, "gpus": 4}, {"model": E5}], pool(2, H100)))
+    with pytest.raises(PlacementError, match=r"^guillaumetell-7b needs a GPU and the profile's `gpus` lists none"):
+        place(profile(gpus=[]))
+    assert place(profile([{"model": E5}], [])).models["multilingual-e5-large"].gpu is None
 
 
 def test_a_count_needs_that_many_gpus_of_one_size() -> None:
@@ -321,6 +331,39 @@ def test_utilization_is_exact_whole_percent_of_each_gpu() -> None:
     check_invariants(plan)
     sizes = {g.device_id: dict(g.models).get("guillaumetell-7b") for g in plan.gpus}
     assert sizes["0"] is not None and sizes["1"] is not None and sizes["0"] > sizes["1"]
+
+
+def test_the_fill_stops_at_vllm_default_share() -> None:
+    plan = place(profile([{"model": LLM}, {"model": E5, "gpus": "cpu"}], pool(1, H100)))
+    assert plan.models["guillaumetell-7b"].gpu_memory_utilization == 0.90
+    assert plan.gpus[0].free_bytes > 2 * GIB  # 0.90 + 1 GiB of CUDA graphs leave this much on an H100
+
+
+def test_the_fill_splits_a_gpu_by_kv_need() -> None:
+    # KV need: 8 × 4096 tokens (4 GiB) against 8 × 1024 tokens (1 GiB).
+    models: list[dict[str, Any]] = [
+        {"model": LLM, "name": "long"},
+        {"model": LLM, "name": "short", "max_model_len": 1024},
+        {"model": E5, "gpus": "cpu"},
+    ]
+    plan = place(profile(models, pool(1, H100)))
+    check_invariants(plan)
+    long, short = plan.models["long"].kv_cache_bytes, plan.models["short"].kv_cache_bytes
+    assert abs(long - 4 * short) < 4 * 81559 * MIB // 100  # proportional, within whole-percent rounding
+    assert plan.gpus[0].free_bytes * 100 < plan.gpus[0].total_bytes
+
+
+def test_a_split_model_is_filled_up_to_its_tightest_gpu() -> None:
+    models: list[dict[str, Any]] = [
+        {"model": LLM, "gpus": [0, 1]},
+        {"model": WHISPER, "gpus": [0]},
+        {"model": E5, "gpus": "cpu"},
+    ]
+    plan = place(profile(models, pool(2, L4), share_gpus=True))
+    check_invariants(plan)
+    gpu0, gpu1 = plan.gpus
+    assert gpu0.free_bytes * 100 < gpu0.total_bytes
+    assert gpu1.free_bytes > plan.models["whisper-large-v3-turbo"].memory_bytes - gpu0.total_bytes // 100
 
 
 def test_auto_inventory_detects(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -487,8 +530,42 @@ def test_every_model_placed_or_a_clear_error_and_no_gpu_over_committed(data: dic
             assert placed.gpu is not None and placed.tensor_parallel_size == len(placed.gpu.device_ids)
             floor = 128 * 1024 * (placed.max_model_len or 0) if m.model == LLM else 0
             assert placed.kv_cache_bytes >= floor  # one full sequence: vLLM's start-up check
+        if m.model == LLM and placed.gpu is not None:
+            check_llm_kv(plan, placed, m.max_num_seqs)
         if placed.gpu is None and m.gpus == "auto":
             assert m.server == "tei" and "runs on CPU" in placed.notes[0]
+
+
+def check_llm_kv(plan: pl.Placement, placed: pl.ModelPlacement, max_num_seqs: int | None) -> None:
+    """The KV cache reported is what the final utilization leaves, and a note says when it is short."""
+    assert placed.gpu is not None and placed.gpu_memory_utilization is not None and placed.max_model_len
+    k = placed.tensor_parallel_size
+    totals = [g.total_bytes for g in plan.gpus if g.device_id in placed.gpu.device_ids]
+    inner = min(round(placed.gpu_memory_utilization * 100) * t // 100 for t in totals)
+    overhead = GIB + (GIB // 2 if k > 1 else 0)  # runtime, and NCCL when split
+    assert placed.kv_cache_bytes == max(0, (inner - overhead) * k - int(7.24e9 * 2))
+    if not max_num_seqs:
+        target = 128 * 1024 * max(placed.max_model_len, 8 * min(placed.max_model_len, 4096))
+        assert any("KV cache cut" in n for n in placed.notes) == (placed.kv_cache_bytes < target)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(profiles(), tight_profiles()))
+def test_gpus_with_a_vllm_model_are_filled(data: dict[str, Any]) -> None:
+    """Less than 1 % of a vLLM GPU stays free beyond the reserve, unless the 0.90 cap bound every vLLM
+    model on it, or a split model (one utilization for all its GPUs) was bound by another of its GPUs."""
+    try:
+        plan = place(validated(data))
+    except PlacementError:
+        return
+    full = {g.device_id for g in plan.gpus if g.total_bytes - g.used_bytes < g.total_bytes / 100 + g.reserved_bytes}
+    for g in plan.gpus:
+        if g.device_id in full:
+            continue
+        for name, _ in g.models:
+            m = plan.models[name]
+            if m.gpu_memory_utilization is not None and m.gpu is not None:
+                assert m.gpu_memory_utilization >= 0.90 or full & set(m.gpu.device_ids), (g, m)
 
 
 @settings(max_examples=150, deadline=None)
