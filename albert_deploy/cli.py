@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -44,14 +45,16 @@ def cli() -> None:
 @cli.command()
 @PROFILE
 @click.option("-o", "--output", default="deploy", show_default=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory to write compose.yml, config.yml and .env into.")
+              help="Directory to write compose.yml, config.yml and .env (or the Kubernetes manifests) into.")
+@click.option("--target", type=click.Choice(["compose", "kubernetes"]), default="compose", show_default=True,
+              help="compose: compose.yml, config.yml and .env; kubernetes: manifests for `kubectl apply -k OUTPUT`.")
 @JSON
-def render(profile: str | None, output: Path, as_json: bool) -> None:
-    """Write the compose file, the API config and the secrets for PROFILE."""
+def render(profile: str | None, output: Path, target: str, as_json: bool) -> None:
+    """Write the compose file, the API config and the secrets for PROFILE (or Kubernetes manifests)."""
     from . import commands
 
-    result = run(lambda: commands.render(profile, output))
-    emit(result, as_json, _render_text)
+    result = run(lambda: commands.render(profile, output, target=target))
+    emit(result, as_json, _render_kubernetes_text if target == "kubernetes" else _render_text)
 
 
 @cli.command()
@@ -269,6 +272,22 @@ def _render_text(result: dict[str, Any]) -> str:
     if result["operator_env"]:
         lines.append("Set if needed, in the environment or in .env: " + ", ".join(result["operator_env"]))
     lines.append(f"Start it with: albert-deploy up, or docker compose -f {result['output']}/compose.yml up -d --wait")
+    return "\n".join(lines)
+
+
+def _render_kubernetes_text(result: dict[str, Any]) -> str:
+    lines = [f"Rendered {result['profile']} (Albert API {result['release']}) as Kubernetes manifests into "
+             f"{result['output']}/ (namespace {result['namespace']})"]  # fmt: skip
+    rows = [[w["service"], w["kind"], w["role"], f"gpus {w['gpus'] or '-'}", w["image"]] for w in result["workloads"]]
+    lines += ["  " + row for row in _table(rows)]
+    lines += [f"Kubernetes name of {old}: {new}" for old, new in result["renamed"].items()]
+    needed, optional = result["operator_required"], result["operator_optional"]
+    if needed or optional:
+        keys = " ".join(f"--from-literal={k}=..." for k in needed + optional)
+        what = ", ".join([*(f"{k} required" for k in needed), *(f"{k} optional" for k in optional)])
+        lines.append(f"Your own variables ({what}) go in Secret {result['operator_secret']}; create it with:\n"
+                     f"  kubectl -n {result['namespace']} create secret generic {result['operator_secret']} {keys}")  # fmt: skip
+    lines.append(f"Apply it with: kubectl apply -k {result['output']}")
     return "\n".join(lines)
 
 

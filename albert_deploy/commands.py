@@ -23,8 +23,12 @@ def validate(profile_path: str | None) -> dict[str, Any]:
     return _summary(stack)
 
 
-def render(profile_path: str | None, out_dir: Path) -> dict[str, Any]:
-    _, stack = load(profile_path)
+def render(profile_path: str | None, out_dir: Path, target: str = "compose") -> dict[str, Any]:
+    profile, stack = load(profile_path)
+    if target == "kubernetes":
+        from .k8s.render import render_into
+
+        return {**_summary(stack), "output": str(out_dir.resolve()), **render_into(profile, stack, out_dir)}
     env_path = out_dir / ENV_FILE
     existing = env_path.read_text(encoding="utf-8") if env_path.is_file() else None
     rendered = render_stack(stack, existing)

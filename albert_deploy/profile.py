@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -25,7 +23,9 @@ from pydantic import (
 
 from . import catalog
 from .errors import ProfileError
+from .k8s.settings import Kubernetes, Toleration
 from .releases import RELEASES
+from .strict import Strict, _at, _key, _LocatedError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
@@ -54,10 +54,6 @@ def parse_size(value: Any) -> int:
 
 
 Size = Annotated[int, BeforeValidator(parse_size)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --- GPU inventory --------------------------------------------------------------------------
@@ -289,6 +285,10 @@ class Profile(Strict):
         False, description="Air-gapped host: model servers never reach the Hugging Face Hub (HF_HUB_OFFLINE=1)."
     )
     health_interval: int = Field(10, ge=1, le=300, description="Seconds between health checks of every service.")
+    kubernetes: Kubernetes = Field(
+        default_factory=Kubernetes,  # type: ignore[arg-type]
+        description="Namespace, storage, node selectors and tolerations for `render --target kubernetes`.",
+    )
     models: list[ModelEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -360,23 +360,6 @@ class Profile(Strict):
     @property
     def hosted(self) -> list[HostedModel]:
         return [m for m in self.models if isinstance(m, HostedModel)]
-
-
-class _LocatedError(ValueError):
-    """An error that knows its key: ``loc`` is absolute, or relative to where Pydantic raised it."""
-
-    def __init__(self, loc: str, message: str, relative: bool = False) -> None:
-        super().__init__(message)
-        self.loc = loc
-        self.relative = relative
-
-
-def _at(index: int, key: str, message: str) -> _LocatedError:
-    return _LocatedError(f"models.{index}.{key}", message)
-
-
-def _key(key: str, message: str) -> _LocatedError:
-    return _LocatedError(key, message, relative=True)
 
 
 # --- Loading ----------------------------------------------------------------------------------
@@ -469,7 +452,7 @@ def _is_union_tag(part: Any) -> bool:
 
 def _all_keys() -> list[str]:
     keys: set[str] = set()
-    for model in (Profile, Api, HostedModel, ExternalModel, Gpu, GpuPool):
+    for model in (Profile, Api, HostedModel, ExternalModel, Gpu, GpuPool, Kubernetes, Toleration):
         keys.update(model.model_fields)
     return sorted(keys)
 

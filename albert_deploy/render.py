@@ -93,13 +93,7 @@ def render_stack(stack: Stack, existing_env: str | None = None) -> Rendered:
         version=__version__, source=stack.source, project=stack.project,
         services=stack.services, volumes=stack.volumes,
     )  # fmt: skip
-    # 0.1+ releases substitute ${NAME} themselves with no escape; 0.0.x go through string.Template.
-    config_escape = _keep if stack.release.substitutes_env else _dollar
-    config_text = (
-        _environment(config_escape)
-        .get_template(stack.release.template)
-        .render(version=__version__, source=stack.source, release=stack.release.version, **stack.config)
-    )
+    config_text = render_config(stack)
     env_text = envfile.render_env(stack.secrets, stack.operator_env, existing_env)
     runbook_env = _environment(_keep)
     runbook_env.filters["md"] = runbook.md
@@ -111,6 +105,17 @@ def render_stack(stack: Stack, existing_env: str | None = None) -> Rendered:
     _check_config(config_text, stack)
     files = {COMPOSE_FILE: compose_text, CONFIG_FILE: config_text, ENV_FILE: env_text, RUNBOOK_FILE: runbook_text}
     return Rendered(files, (ENV_FILE,))
+
+
+def render_config(stack: Stack) -> str:
+    """The API config in the release's format, with ``${NAME}`` for secrets (every target mounts this text)."""
+    # 0.1+ releases substitute ${NAME} themselves with no escape; 0.0.x go through string.Template.
+    config_escape = _keep if stack.release.substitutes_env else _dollar
+    return (
+        _environment(config_escape)
+        .get_template(stack.release.template)
+        .render(version=__version__, source=stack.source, release=stack.release.version, **stack.config)
+    )
 
 
 def write_rendered(rendered: Rendered, out_dir: Path) -> str:
