@@ -165,9 +165,10 @@ class HostedModel(Strict):
             )
         if self.gpus in ("cpu", 0) and server.needs_gpu:
             raise _key("gpus", f"{server_name} needs a GPU: give `gpus` a count or ids, or use an external endpoint")
-        if server_name == "whisper" and self.served_model_name not in (None, self.model):
+        if server_name in ("whisper", "tei") and self.served_model_name not in (None, self.model):
+            # TEI 1.8 has no --served-model-name; whisper-openai-api reports its --model as is.
             raise _key(
-                "served_model_name", "whisper-openai-api always reports its --model id: remove served_model_name"
+                "served_model_name", f"{server_name} always reports the model id it loads: remove served_model_name"
             )
         derived = self.name or _derive_name(self.model)
         object.__setattr__(self, "name", derived)

@@ -76,9 +76,8 @@ def _vllm(model: HostedModel, placed: ModelPlacement, server: catalog.Server) ->
 
 
 def _tei(model: HostedModel, placed: ModelPlacement, server: catalog.Server) -> tuple[list[str], None]:
+    # TEI 1.8 reports --model-id as its name (/info model_id); it has no --served-model-name.
     command = ["--model-id", model.model, "--port", str(server.port)]
-    if model.served_name != model.model:
-        command += ["--served-model-name", model.served_name]
     # Its default changed in 1.9: say it, so an image upgrade does not change behaviour.
     command += ["--auto-truncate"]
     return command, None

@@ -317,12 +317,13 @@ def test_literal_text_survives_kubernetes_expansion() -> None:
     hostile = "a: b # c \"d\" 'e' {f} [g] $h ${i} $${j} $(k) $$(l) $( \\m $"
     data = {
         "models": [
-            {"model": "intfloat/multilingual-e5-large", "gpus": "cpu", "env": {"HOSTILE": hostile},
+            {"model": "intfloat/multilingual-e5-large", "gpus": "cpu"},
+            {"model": "AgentPublic/guillaumetell-7b", "gpus": 1, "env": {"HOSTILE": hostile},
              "args": ["--note", hostile], "served_model_name": "org/model $(x)"},
         ],
     }  # fmt: skip
     files = render(data)[2]
-    server = container(files, "multilingual-e5-large")
+    server = container(files, "guillaumetell-7b")
     env = {e["name"]: e.get("value") for e in server["env"]}
     assert kubernetes_expand(env["HOSTILE"], {"k": "NO", "HOSTILE": "NO"}) == hostile
     assert kubernetes_expand(server["args"][-1], {"k": "NO"}) == hostile

@@ -119,13 +119,17 @@ BAD_PROFILES = {
         "api:\n  bind: localhost\nmodels:\n" + E5,
         "api.bind: 'localhost' is not an IP address: use 127.0.0.1 (this host only) or 0.0.0.0",
     ),
+    "tei_renamed": (
+        "models:\n" + E5 + "    served_model_name: e5\n",
+        "models.0.served_model_name: tei always reports the model id it loads: remove served_model_name",
+    ),
     "project_name": (
         "project: My Stack\nmodels:\n" + E5,
         "project: use lowercase letters, digits, '_' or '-' (at most 63), as Docker Compose requires",
     ),
     "whisper_renamed": (
         "models:\n" + E5 + "  - model: openai/whisper-large-v3-turbo\n    gpus: [1]\n    served_model_name: whisper\n",
-        "models.1.served_model_name: whisper-openai-api always reports its --model id: remove served_model_name",
+        "models.1.served_model_name: whisper always reports the model id it loads: remove served_model_name",
     ),
 }
 

@@ -218,9 +218,10 @@ def hostile_profile(release: str, served: str = "org/model: #1 {x} [y] 'q' $z") 
     return {
         "api": {"release": release},
         "models": [
+            {"model": "intfloat/multilingual-e5-large", "gpus": "cpu"},
             {
-                "model": "intfloat/multilingual-e5-large",
-                "gpus": "cpu",
+                "model": "AgentPublic/guillaumetell-7b",
+                "gpus": [0],
                 "served_model_name": served,
                 "env": {"HOSTILE": HOSTILE, "MULTILINE": "line one\nline two: [x]\n# not a comment"},
                 "args": ["--note", HOSTILE],
@@ -237,7 +238,7 @@ def test_hostile_strings_render_back_identical(release: str, tmp_path: Path) -> 
     rendered = render_stack(stack, fixed_env(stack.secrets))
     for name, text in rendered.files.items():
         (tmp_path / name).write_text(text)
-    server = compose_config(tmp_path)["services"]["multilingual-e5-large"]
+    server = compose_config(tmp_path)["services"]["guillaumetell-7b"]
     assert server["environment"]["HOSTILE"] == HOSTILE
     assert server["environment"]["MULTILINE"] == "line one\nline two: [x]\n# not a comment"
     assert server["command"][-2:] == ["--note", HOSTILE]
@@ -249,7 +250,7 @@ def test_hostile_strings_render_back_identical(release: str, tmp_path: Path) -> 
         config_text = string.Template(config_text).substitute(environment)
         assert yaml.safe_load(config_text)["internet"]["default_language_model"] == "org/model: #1 {x} [y] 'q' $z"
     else:
-        assert yaml.safe_load(config_text)["models"][0]["clients"][0]["model"] == "org/model: #1 {x} [y] 'q' $z"
+        assert yaml.safe_load(config_text)["models"][1]["clients"][0]["model"] == "org/model: #1 {x} [y] 'q' $z"
 
 
 def test_substitution_syntax_is_refused_where_the_api_would_replace_it() -> None:
@@ -259,7 +260,7 @@ def test_substitution_syntax_is_refused_where_the_api_would_replace_it() -> None
     with pytest.raises(ProfileError) as err:
         build_stack(profile, "hostile.yaml")
     assert str(err.value) == (
-        "hostile.yaml: models.0.served_model_name: '${' cannot appear in a value of the API config "
+        "hostile.yaml: models.1.served_model_name: '${' cannot appear in a value of the API config "
         "(release 0.2.0 would replace it): remove it"
     )
 
@@ -267,7 +268,7 @@ def test_substitution_syntax_is_refused_where_the_api_would_replace_it() -> None
 def test_newline_in_a_server_flag_is_refused() -> None:
     from albert_deploy.errors import ProfileError
 
-    with pytest.raises(ProfileError, match=r"models\.0\.served_model_name: must be one printable line"):
+    with pytest.raises(ProfileError, match=r"models\.1\.served_model_name: must be one printable line"):
         validate_profile(hostile_profile("0.2.0", served="two\nlines"), "hostile.yaml")
 
 

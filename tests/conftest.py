@@ -1,0 +1,74 @@
+"""Fixtures shared by the test modules.
+
+Docker: tests that need the daemon use ``docker_client`` (a real daemon, never skipped: with no
+daemon they fail with the fix), ``standin_images`` (the locally built stand-ins for images that
+cannot be pulled here) and ``docker_labels`` (labels for what a test creates, removed afterwards).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+STANDINS = Path(__file__).resolve().parent / "standins"
+TEST_LABEL = "albert-deploy.test"
+
+
+def _standins_build() -> Any:
+    """tests/standins/build.py, loaded by path: it is also a script, so it imports no sibling."""
+    spec = importlib.util.spec_from_file_location("albert_deploy_test_standins_build", STANDINS / "build.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """The Docker SDK client. No daemon is a failure, not a skip: CI must not pass without Docker."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as err:  # the SDK raises several kinds: all mean "no usable daemon"
+        pytest.fail(
+            f"no Docker daemon answers ({err}). These tests need a real one: start it as "
+            "shared/reference/real-docker-in-tests.md shows (.ci/run does), then run the tests again.",
+            pytrace=False,
+        )
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def standin_images(docker_client: Any) -> dict[str, str]:
+    """Logical name -> tag of every stand-in image (built once; seconds when already built)."""
+    return dict(_standins_build().build_all(docker_client))
+
+
+def remove_labelled(client: Any, value: str) -> None:
+    """Remove containers (with their anonymous volumes), networks and volumes labelled ``value``."""
+    selector = {"label": f"{TEST_LABEL}={value}"}
+    for container in client.containers.list(all=True, filters=selector):
+        container.remove(force=True, v=True)
+    for network in client.networks.list(filters=selector):
+        network.remove()
+    for volume in client.volumes.list(filters=selector):
+        volume.remove(force=True)
+
+
+@pytest.fixture
+def docker_labels(docker_client: Any) -> Iterator[dict[str, str]]:
+    """Labels to put on every container, network and volume a test creates; all are removed
+    after the test, pass or fail."""
+    value = f"t-{uuid.uuid4().hex[:12]}"
+    try:
+        yield {TEST_LABEL: value}
+    finally:
+        remove_labelled(docker_client, value)

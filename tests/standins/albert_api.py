@@ -1,0 +1,495 @@
+"""Stand-in for the Albert API (releases 0.0.3 and 0.2.0) in tests: config, startup probes, routing.
+
+The real images cannot be pulled on test machines. What matters to albert-deploy is how the API
+reads its config and how it behaves at startup, so this copies exactly that, read from the
+releases' source:
+
+0.2.0 (``/startup.sh``): config at $CONFIG_FILE or /config.yml, ``${VAR}`` replaced from the
+  environment (names [A-Z0-9_], unset or empty stays literal). Startup, in the real order:
+  "migrations" (a postgres login with the sql URL), then each model's clients probed once
+  (vllm/openai: GET {api_url}/v1/models must list the client's model; tei: GET {api_url}/info
+  must report it as model_id), then redis (AUTH + PING), then the vector store. A model whose
+  clients all fail is dropped for the process's lifetime; an unreachable vector-store model,
+  redis, postgres or vector store makes it exit 1.
+0.0.3 (``uvicorn app.main:app``): config at $CONFIG_FILE or ./config.yml (WORKDIR
+  /home/albert), no ``${VAR}`` substitution; models are ``clients.models[{url (with /v1), type,
+  key}]``, named by what the server reports (GET {url}/models, or TEI's /info). An unavailable
+  model is dropped; an unavailable embeddings model or a missing ``internet`` default exits 1.
+
+Probes never retry: a model that is not up when the API starts stays down. ``GET /standin/state``
+(open, stand-in only) tells tests when the API started and which models were up then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import socket
+import struct
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common
+import yaml
+
+TEXT_GENERATION, EMBEDDINGS = "text-generation", "text-embeddings-inference"
+SPEECH, RERANK, VISION = "automatic-speech-recognition", "text-classification", "image-text-to-text"
+# Which model types each route serves, and which 0.2.0 client types each model type accepts.
+ROUTE_TYPES = {
+    "chat": (TEXT_GENERATION, VISION),
+    "embeddings": (EMBEDDINGS,),
+    "transcriptions": (SPEECH,),
+    "rerank": (RERANK,),
+}
+CLIENT_TYPES = {
+    TEXT_GENERATION: ("vllm", "openai", "albert"),
+    VISION: ("vllm", "openai", "albert"),
+    EMBEDDINGS: ("tei", "openai", "albert"),
+    RERANK: ("tei", "albert"),
+    SPEECH: ("openai", "albert"),
+}
+PROBE_TIMEOUT = 5.0
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # stack-internal: no proxy
+
+
+class StartupError(Exception):
+    """The real API would crash at startup with this message."""
+
+
+@dataclass
+class Client:
+    model: str  # the name the server knows
+    type: str  # 0.2.0 client type (vllm, tei, openai, albert); "v0" for 0.0.3
+    root: str  # server root, no /v1
+    key: str | None
+
+
+@dataclass
+class Model:
+    id: str
+    type: str
+    clients: list[Client]
+
+
+@dataclass
+class State:
+    release: str
+    config_file: str
+    master_key: str | None = None
+    auth: bool = False  # 0.0.3: keys are only checked when the config has clients.auth
+    started_at: float = field(default_factory=time.time)
+    listening_at: float | None = None
+    models: dict[str, tuple[Model, Client]] = field(default_factory=dict)  # up at start
+    down: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    probes: list[dict] = field(default_factory=list)
+
+    def record(self, what: str, target: str, ok: bool, detail: str) -> bool:
+        self.probes.append({"what": what, "target": target, "ok": ok, "detail": detail, "at": time.time()})
+        common.log("albert-api", f"{'ok' if ok else 'FAILED'} {what} {target}: {detail}")
+        return ok
+
+    def public(self) -> dict:
+        return {
+            "release": self.release,
+            "config_file": self.config_file,
+            "started_at": self.started_at,
+            "listening_at": self.listening_at,
+            "models_up": sorted(self.models),
+            "models_down": self.down,
+            "aliases": self.aliases,
+            "probes": self.probes,
+        }
+
+
+# ---------------------------------------------------------------- outbound calls
+def http(
+    method: str,
+    url: str,
+    key: str | None = None,
+    body: bytes | None = None,
+    ctype: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = PROBE_TIMEOUT,
+) -> tuple[int, bytes, str]:
+    """(status, body, content type); raises OSError when the server cannot be reached."""
+    hdrs = dict(headers or {})
+    if key:
+        hdrs["Authorization"] = f"Bearer {key}"
+    if ctype:
+        hdrs["Content-Type"] = ctype
+    request = urllib.request.Request(url, data=body, headers=hdrs, method=method)
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), err.headers.get("Content-Type", "")
+    except urllib.error.URLError as err:
+        raise OSError(str(err.reason)) from None
+
+
+def get_json(url: str, key: str | None) -> object:
+    status, data, _ = http("GET", url, key)
+    if status != 200:
+        raise OSError(f"HTTP {status}")
+    return json.loads(data)
+
+
+def redis_ping(host: str, port: int, password: str | None, username: str | None) -> None:
+    with socket.create_connection((host, port), timeout=PROBE_TIMEOUT) as sock:
+        words = [["AUTH", *([username] if username else []), password]] if password else []
+        for cmd in [*words, ["PING"]]:
+            sock.sendall(
+                b"*%d\r\n" % len(cmd) + b"".join(b"$%d\r\n%s\r\n" % (len(w.encode()), w.encode()) for w in cmd)
+            )
+            reply = sock.recv(512)
+            if not reply.startswith(b"+"):
+                raise OSError(reply.decode(errors="replace").strip())
+
+
+def postgres_login(url: str) -> None:
+    """Startup packet + cleartext password: enough to catch a wrong host, user, password or database."""
+    parts = urlsplit(url)
+    user, database = unquote(parts.username or ""), parts.path.lstrip("/") or unquote(parts.username or "")
+    with socket.create_connection((parts.hostname or "localhost", parts.port or 5432), timeout=PROBE_TIMEOUT) as sock:
+        body = struct.pack("!I", 196608) + f"user\0{user}\0database\0{database}\0\0".encode()
+        sock.sendall(struct.pack("!I", len(body) + 4) + body)
+        for _ in range(2):
+            kind, size = struct.unpack("!cI", sock.recv(5))
+            payload = sock.recv(size - 4)
+            if kind == b"E":
+                raise OSError(re.search(rb"M([^\0]*)", payload).group(1).decode())  # type: ignore[union-attr]
+            code = struct.unpack("!I", payload[:4])[0]
+            if kind != b"R" or code != 3:
+                return  # authenticated, or a method this stand-in does not speak: reachable either way
+            secret = unquote(parts.password or "").encode() + b"\0"
+            sock.sendall(b"p" + struct.pack("!I", len(secret) + 4) + secret)
+
+
+# ---------------------------------------------------------------- config
+def substitute(text: str) -> str:
+    """0.2.0's rule: ${NAME} with NAME in [A-Z0-9_]; unset stays literal, set-but-empty becomes empty."""
+    for match in set(re.findall(r"\$\{[A-Z0-9_]*\}", text)):
+        text = text.replace(match, os.environ.get(match[2:-1], match))
+    return text
+
+
+def load(path: str) -> tuple[str, dict]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as err:
+        raise StartupError(f"Config file not found ({path}): {err}") from None
+    try:
+        raw = yaml.safe_load(text)
+        shape = "0.0.3" if isinstance(raw, dict) and isinstance(raw.get("clients"), dict) else "0.2.0"
+        release = os.environ.get("STANDIN_RELEASE") or shape
+        data = yaml.safe_load(substitute(text)) if release == "0.2.0" else raw
+    except yaml.YAMLError as err:
+        raise StartupError(f"config is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise StartupError("config is not a mapping")
+    return release, data
+
+
+# ---------------------------------------------------------------- startup, 0.2.0
+def start_0_2_0(state: State, cfg: dict) -> None:
+    state.master_key = (cfg.get("auth") or {}).get("master_key")
+    dbs = cfg.get("databases") or []
+    redis = [d for d in dbs if d.get("type") == "redis"]
+    sql = [d for d in dbs if d.get("type") == "sql" and d.get("context", "api") == "api"]
+    stores = [d for d in dbs if d.get("type") in ("qdrant", "elasticsearch")]
+    models = [_model_0_2_0(m) for m in cfg.get("models") or []]
+    if len(redis) != 1 or len(sql) != 1 or len(stores) > 1:
+        raise StartupError(
+            "databases: exactly one redis, one sql (context api) and at most one vector store are required"
+        )
+    if len({m.id for m in models}) != len(models):
+        raise StartupError("models: duplicated id")
+    embeddings = {m.id for m in models if m.type == EMBEDDINGS}
+    if stores and stores[0].get("model") not in embeddings:
+        raise StartupError(f"Vector store model is not defined in models section with type {EMBEDDINGS}.")
+
+    url = str((sql[0].get("args") or {}).get("url", ""))  # startup.sh runs migrations first
+    if not _try(state, "postgres", url.split("@")[-1], lambda: postgres_login(url)):
+        raise StartupError("alembic upgrade failed: postgres is not reachable with the configured URL")
+    for model in models:
+        up = [c for c in model.clients if _try(state, "model", f"{model.id} via {c.root}", lambda c=c: _probe_0_2_0(c))]
+        if up:
+            state.models[model.id] = (model, up[0])
+            continue
+        state.down[model.id] = f"0/{len(model.clients)} clients reachable at startup"
+        if stores and model.id == stores[0].get("model"):
+            raise StartupError(f"Vector store embedding model ({model.id}) must be reachable.")
+    args = redis[0].get("args") or {}
+
+    def ping() -> None:
+        redis_ping(
+            args.get("host", "localhost"), int(args.get("port", 6379)), args.get("password"), args.get("username")
+        )
+
+    if not _try(state, "redis", f"{args.get('host')}:{args.get('port', 6379)}", ping):
+        raise StartupError("Redis database is not reachable.")
+    where = (
+        str((stores[0].get("args") or {}).get("url") or (stores[0].get("args") or {}).get("hosts")) if stores else ""
+    )
+    if stores and not _try(state, stores[0]["type"], where, lambda: _store_check(stores[0])):  # no secret in `where`
+        raise StartupError("Vector store database is not reachable.")
+
+
+def _model_0_2_0(m: dict) -> Model:
+    clients = []
+    for c in m.get("clients") or []:
+        if c.get("type") not in CLIENT_TYPES.get(m.get("type"), ()):
+            raise StartupError(f"model {m.get('id')}: client type {c.get('type')} cannot serve {m.get('type')}")
+        args = c.get("args") or {}
+        clients.append(
+            Client(
+                model=c.get("model", ""),
+                type=c["type"],
+                root=str(args.get("api_url", "")).rstrip("/"),
+                key=args.get("api_key"),
+            )
+        )
+    return Model(id=str(m.get("id")), type=str(m.get("type")), clients=clients)
+
+
+def _probe_0_2_0(c: Client) -> None:
+    if c.type == "tei":
+        found = get_json(c.root + "/info", c.key)
+        if not isinstance(found, dict) or found.get("model_id") != c.model:
+            raise OSError(
+                f"/info reports model_id {found.get('model_id') if isinstance(found, dict) else found!r}, not {c.model}"
+            )
+        return
+    ids = [d.get("id") for d in get_json(c.root + "/v1/models", c.key).get("data", [])]  # type: ignore[union-attr]
+    if c.model not in ids:
+        raise OSError(f"/v1/models lists {ids}, not {c.model}")
+
+
+def _store_check(store: dict) -> None:
+    args = store.get("args") or {}
+    if store["type"] == "qdrant":
+        parts = urlsplit(str(args.get("url", "http://localhost")))
+        url = f"{parts.scheme}://{parts.hostname}:{parts.port or 6333}/collections/test/exists"
+        status, _, _ = http("GET", url, headers={"api-key": str(args.get("api_key") or "")})
+    else:
+        hosts = args.get("hosts")
+        auth = args.get("basic_auth") or ["", ""]
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        status, _, _ = http(
+            "GET",
+            (hosts[0] if isinstance(hosts, list) else str(hosts)).rstrip("/") + "/",
+            headers={"Authorization": f"Basic {token}"},
+        )
+    if status != 200:
+        raise OSError(f"HTTP {status}")
+
+
+# ---------------------------------------------------------------- startup, 0.0.3
+def start_0_0_3(state: State, cfg: dict) -> None:
+    clients = cfg.get("clients") or {}
+    state.auth = bool(clients.get("auth"))
+    for entry in clients.get("models") or []:
+        base = str(entry.get("url", "")).rstrip("/") + "/"
+        kind, key = str(entry.get("type")), entry.get("key")
+        try:
+            if kind in (EMBEDDINGS, RERANK):
+                served = get_json(base.replace("/v1/", "/info"), key)["model_id"]  # type: ignore[index]
+            else:
+                served = get_json(base + "models", key)["data"][0]["id"]  # type: ignore[index]
+            state.record("model", base, True, f"serves {served}")
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
+            state.record("model", base, False, str(err))
+            state.down[base] = "unavailable model API at startup, skipped"
+            if kind == EMBEDDINGS:  # 0.0.3 still asks it for a vector size, and crashes
+                raise StartupError(f"embeddings model API {base} is unavailable") from None
+            continue
+        if kind == EMBEDDINGS:
+            status, _, _ = http(
+                "POST",
+                base + "embeddings",
+                key,
+                json.dumps({"model": served, "input": "hello world"}).encode(),
+                "application/json",
+            )
+            if status != 200:
+                raise StartupError(f"embeddings model {served} failed to embed (HTTP {status})")
+        if served in state.models:
+            common.log("albert-api", f"duplicated model ID {served}, skipping.")
+            continue
+        state.models[served] = (
+            Model(id=served, type=kind, clients=[]),
+            Client(model=served, type="v0", root=base[:-4] if base.endswith("/v1/") else base.rstrip("/"), key=key),
+        )
+    for model_id, aliases in ((cfg.get("models") or {}).get("aliases") or {}).items():
+        state.aliases.update({alias: model_id for alias in aliases or []})
+    internet = cfg.get("internet") or {}
+    for name in ("default_language_model", "default_embeddings_model"):
+        if internet.get(name) not in state.models:
+            raise StartupError(f"Default internet {name.split('_')[1]} model not found.")
+
+
+def _try(state: State, what: str, target: str, action) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        action()
+    except (OSError, ValueError, KeyError, TypeError, struct.error, AttributeError) as err:
+        return state.record(what, target, False, str(err) or type(err).__name__)
+    return state.record(what, target, True, "reachable")
+
+
+# ---------------------------------------------------------------- serving
+UPSTREAM = {  # (client type, route) -> path on the model server
+    ("vllm", "chat"): "/v1/chat/completions",
+    ("openai", "chat"): "/v1/chat/completions",
+    ("albert", "chat"): "/v1/chat/completions",
+    ("tei", "embeddings"): "/v1/embeddings",
+    ("openai", "embeddings"): "/v1/embeddings",
+    ("albert", "embeddings"): "/v1/embeddings",
+    ("openai", "transcriptions"): "/v1/audio/transcriptions",
+    ("albert", "transcriptions"): "/v1/audio/transcriptions",
+    ("tei", "rerank"): "/rerank",
+    ("albert", "rerank"): "/v1/rerank",
+    ("v0", "chat"): "/v1/chat/completions",
+    ("v0", "embeddings"): "/v1/embeddings",
+    ("v0", "transcriptions"): "/v1/audio/transcriptions",
+    ("v0", "rerank"): "/rerank",
+}
+ROUTES = {
+    "/v1/chat/completions": "chat",
+    "/v1/embeddings": "embeddings",
+    "/v1/audio/transcriptions": "transcriptions",
+    "/v1/rerank": "rerank",
+}
+
+
+class ApiHandler(common.Handler):
+    standin_name = "albert-api"
+
+    @property
+    def st(self) -> State:
+        return self.server.state  # type: ignore[attr-defined]
+
+    def route(self, method: str, path: str) -> None:
+        st = self.st
+        if path == "/standin/state":
+            return self.send_json(200, st.public())
+        if path == "/openapi.json":
+            paths = {p: {} for p in ["/health", "/v1/models", *ROUTES]}
+            return self.send_json(
+                200,
+                {
+                    "openapi": "3.1.0",
+                    "info": {"title": "Albert API (test stand-in)", "version": st.release},
+                    "paths": paths,
+                },
+            )
+        if path == "/" and method == "GET" and st.release == "0.0.3":
+            return self.send_json(200, {"message": "Hello World"})
+        if path not in ("/health", "/v1/models", *ROUTES):
+            return self.send_json(404, {"detail": "Not Found"})
+        if not self.authorized():
+            return None
+        if path == "/health":
+            return self.send_raw(200, b"", "application/json")
+        if path == "/v1/models" and method == "GET":
+            data = [
+                {
+                    "id": i,
+                    "object": "model",
+                    "type": m.type,
+                    "owned_by": "albert",
+                    "aliases": [a for a, t in st.aliases.items() if t == i],
+                }
+                for i, (m, _) in st.models.items()
+            ]
+            return self.send_json(200, {"object": "list", "data": data})
+        if method == "POST" and path in ROUTES:
+            return self.proxy(ROUTES[path])
+        self.send_json(405, {"detail": "Method Not Allowed"})
+
+    def authorized(self) -> bool:
+        st = self.st
+        token = self.bearer()
+        if st.release == "0.0.3" and not st.auth:
+            return True
+        if token is None:
+            self.send_json(403, {"detail": "Not authenticated"})
+            return False
+        if st.release == "0.2.0" and token != st.master_key:
+            self.send_json(401, {"detail": "Invalid API key."})
+            return False
+        return True  # 0.0.3 with auth: keys live in Grist, which the stand-in cannot ask
+
+    def proxy(self, route: str) -> None:
+        st = self.st
+        ctype = self.headers.get("Content-Type", "")
+        try:
+            if route == "transcriptions":
+                fields = common.parse_multipart(self.body(), ctype)
+                name = fields.get("model", (b"", None, None))[0].decode()
+            else:
+                payload = self.json_body()
+                name = payload.get("model") if isinstance(payload, dict) else None
+        except ValueError as err:
+            return self.send_json(422, {"detail": str(err)})
+        name = st.aliases.get(name, name)
+        if name not in st.models:
+            return self.send_json(404, {"detail": "Model not found."})
+        model, client = st.models[name]
+        path = UPSTREAM.get((client.type, route))
+        if model.type not in ROUTE_TYPES[route] or path is None:
+            return self.send_json(400, {"detail": f"Wrong model type, model {name} is {model.type}."})
+        if route == "transcriptions":
+            fields["model"] = (client.model.encode(), None, None)
+            body, ctype = common.build_multipart(fields)
+        elif route == "rerank" and client.type in ("tei", "v0"):
+            body, ctype = (
+                json.dumps({"query": payload.get("prompt"), "texts": payload.get("input")}).encode(),
+                "application/json",
+            )
+        else:
+            body, ctype = json.dumps({**payload, "model": client.model}).encode(), "application/json"
+        try:
+            status, data, answer_type = http("POST", client.root + path, client.key, body, ctype, timeout=60)
+        except OSError as err:
+            return self.send_json(503, {"detail": f"model {name} is unreachable: {err}"})
+        if route == "rerank" and status == 200 and client.type in ("tei", "v0"):
+            items = json.loads(data)
+            tag = {"object": "rerank"} if st.release == "0.2.0" else {}
+            return self.send_json(
+                200, {"object": "list", "data": [{**tag, "score": i["score"], "index": i["index"]} for i in items]}
+            )
+        self.send_raw(status, data, answer_type or "application/json")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="albert-api stand-in")
+    parser.add_argument("--default-config", required=True, help="where the release looks when CONFIG_FILE is unset")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    common.exit_on_signals()
+    config_file = os.environ.get("CONFIG_FILE") or args.default_config
+    try:
+        release, cfg = load(config_file)
+        state = State(release=release, config_file=config_file)
+        common.log("albert-api", f"release {release}, config {config_file}")
+        (start_0_2_0 if release == "0.2.0" else start_0_0_3)(state, cfg)
+    except StartupError as err:
+        common.log("albert-api", f"startup failed: {err}")
+        raise SystemExit(1) from None
+    state.listening_at = time.time()
+    common.serve(ApiHandler, args.host, args.port, "albert-api", state=state)
+
+
+if __name__ == "__main__":
+    main()

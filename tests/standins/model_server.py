@@ -1,0 +1,472 @@
+"""Stand-in model server for tests: speaks like vLLM, TEI or whisper-openai-api, runs no model.
+
+    model_server.py vllm    [vLLM flags]     e.g. --model M --served-model-name N --host H --port P
+    model_server.py tei     [TEI 1.8 flags]  e.g. --model-id M --port 80
+    model_server.py whisper [whisper flags]  e.g. --model M --port 8000
+
+The real images cannot be pulled on test machines. This one process copies what a client or a
+health check sees of each server (flags, routes, API-key rules, answer shapes); answers are
+deterministic fakes. Behaviour knobs (environment):
+  STANDIN_START_DELAY  seconds to wait before binding (weights loading)
+  STANDIN_FAIL         never-healthy: /health answers 503 forever; exit: exit 1 after the delay;
+                       wrong-shape: healthy, but model answers have the wrong shape
+  STANDIN_HOST         whisper only: address to bind (the real one always binds 0.0.0.0)
+  STANDIN_EMBED_DIM    TEI: embedding dimension (default from the model id, else 1024)
+  STANDIN_TEI_MODEL_TYPE  TEI: "embedding" or "reranker" (default: guessed from the model id)
+  STANDIN_TEI_VERSION  TEI: "1.8" (default, as albert_deploy.catalog pins) rejects
+                       --served-model-name like the real 1.8 does; "1.9" accepts it
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import ipaddress
+import os
+import random
+import sys
+import time
+import wave
+from dataclasses import dataclass, field
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common
+
+# Embedding sizes of known models; TEI reports what the model has, so the stand-in does too.
+EMBED_DIMS = {
+    "intfloat/multilingual-e5-large": 1024,
+    "intfloat/multilingual-e5-base": 768,
+    "intfloat/multilingual-e5-small": 384,
+    "BAAI/bge-m3": 1024,
+}
+
+# TEI 1.8.3's complete flag set (router/src/main.rs); clap rejects anything else.
+TEI_VALUE_FLAGS = {
+    "--model-id",
+    "--revision",
+    "--tokenization-workers",
+    "--dtype",
+    "--pooling",
+    "--max-concurrent-requests",
+    "--max-batch-tokens",
+    "--max-batch-requests",
+    "--max-client-batch-size",
+    "--default-prompt-name",
+    "--default-prompt",
+    "--dense-path",
+    "--hf-api-token",
+    "--hf-token",
+    "--hostname",
+    "--port",
+    "-p",
+    "--uds-path",
+    "--huggingface-hub-cache",
+    "--payload-limit",
+    "--api-key",
+    "--otlp-endpoint",
+    "--otlp-service-name",
+    "--prometheus-port",
+    "--cors-allow-origin",
+}
+TEI_BOOL_FLAGS = {"--auto-truncate", "--json-output", "--disable-spans"}
+
+
+@dataclass
+class Server:
+    kind: str
+    model: str  # what the server loads
+    served: list[str]  # names clients must use (vLLM), else [model]
+    host: str
+    port: int
+    api_key: str | None
+    fail: str = ""
+    reranker: bool = False
+    dim: int = 1024
+    max_len: int = 4096
+    started_at: float = field(default_factory=time.time)
+    listening_at: float | None = None
+
+
+# ---------------------------------------------------------------- flags, as each real server reads them
+def parse_vllm(argv: list[str]) -> Server:
+    """vLLM takes hundreds of flags: read the ones that matter, accept the rest like `vllm serve` would."""
+    opts: dict[str, list[str]] = {}
+    positional: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-"):
+            positional.append(arg)
+            i += 1
+            continue
+        name, eq, inline = arg.partition("=")
+        values = [inline] if eq else []
+        i += 1
+        while not eq and i < len(argv) and not argv[i].startswith("--"):
+            values.append(argv[i])  # --served-model-name takes several; others one
+            i += 1
+            if name != "--served-model-name":
+                break
+        opts[name] = values
+    model = positional[0] if positional else (opts.get("--model") or ["Qwen/Qwen3-0.6B"])[0]  # v0.11's default
+    served = opts.get("--served-model-name") or [model]
+    return Server(
+        kind="vllm",
+        model=model,
+        served=served,
+        host=(opts.get("--host") or ["0.0.0.0"])[0],
+        port=int((opts.get("--port") or ["8000"])[0]),
+        api_key=(opts.get("--api-key") or [None])[0] or os.environ.get("VLLM_API_KEY") or None,
+        max_len=int((opts.get("--max-model-len") or ["4096"])[0]),
+    )
+
+
+def parse_tei(argv: list[str]) -> Server:
+    """clap-like: every flag also reads its environment variable (MODEL_ID, PORT, API_KEY, ...)."""
+    values: dict[str, str] = {}
+    version = os.environ.get("STANDIN_TEI_VERSION", "1.8")
+    value_flags = TEI_VALUE_FLAGS | ({"--served-model-name"} if version != "1.8" else set())
+    i = 0
+    while i < len(argv):
+        name, eq, inline = argv[i].partition("=")
+        if name in TEI_BOOL_FLAGS:
+            values[name] = "true"
+        elif name in value_flags and (eq or i + 1 < len(argv)):
+            values[name] = inline if eq else argv[i + 1]
+            i += 0 if eq else 1
+        else:
+            # clap's own wording; exit status 2 like the real router.
+            print(
+                f"error: unexpected argument '{name}' found\n\nUsage: text-embeddings-router [OPTIONS]", file=sys.stderr
+            )
+            raise SystemExit(2)
+        i += 1
+
+    def get(flag: str, default: str | None) -> str | None:
+        env = flag.lstrip("-").replace("-", "_").upper()
+        return values.get(flag) or os.environ.get(env) or default
+
+    model = get("--model-id", "BAAI/bge-large-en-v1.5") or ""
+    hostname = get("--hostname", "0.0.0.0") or "0.0.0.0"
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        hostname = "0.0.0.0"  # Docker's HOSTNAME (a container id) is no IP: TEI falls back too
+    kind_env = os.environ.get("STANDIN_TEI_MODEL_TYPE", "")
+    reranker = kind_env == "reranker" or (not kind_env and "rerank" in model.lower())
+    return Server(
+        kind="tei",
+        model=model,
+        served=[get("--served-model-name", model) or model],
+        host=hostname,
+        port=int(values.get("-p") or get("--port", "3000") or 3000),
+        api_key=get("--api-key", None),
+        reranker=reranker,
+        dim=int(os.environ.get("STANDIN_EMBED_DIM") or EMBED_DIMS.get(model, 1024)),
+        max_len=512,
+    )
+
+
+def parse_whisper(argv: list[str]) -> Server:
+    """app/utils/args.py of whisper-openai-api: argparse, so unknown flags are an error (status 2)."""
+    parser = argparse.ArgumentParser(prog="app/main.py")
+    parser.add_argument("--model", type=str, default="openai/whisper-large-v3")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--reload", action="store_true")
+    parser.add_argument("--root-path", type=str, default=None)
+    parser.add_argument("--hf-token", type=str, default=False)
+    parser.add_argument("--force-download", action="store_true")
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    return Server(
+        kind="whisper",
+        model=args.model,
+        served=[args.model],
+        host=os.environ.get("STANDIN_HOST", "0.0.0.0"),
+        port=args.port,
+        api_key=os.environ.get("API_KEY") or None,
+    )
+
+
+PARSERS = {"vllm": parse_vllm, "tei": parse_tei, "whisper": parse_whisper}
+
+
+# ---------------------------------------------------------------- fake answers
+def fake_vector(text: str, dim: int) -> list[float]:
+    """A unit vector that depends only on the text, so equal inputs embed equally."""
+    rng = random.Random(hashlib.sha256(text.encode()).digest())
+    vec = [rng.gauss(0.0, 1.0) for _ in range(dim)]
+    norm = sum(v * v for v in vec) ** 0.5 or 1.0
+    return [round(v / norm, 6) for v in vec]
+
+
+def tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+class ModelHandler(common.Handler):
+    @property
+    def srv(self) -> Server:
+        return self.server.state  # type: ignore[attr-defined]
+
+    def route(self, method: str, path: str) -> None:
+        s = self.srv
+        self.standin_name = s.kind
+        if path == "/standin/state":  # stand-in only: lets tests compare start times
+            return self.send_json(
+                200,
+                {
+                    "kind": s.kind,
+                    "model": s.model,
+                    "served": s.served,
+                    "started_at": s.started_at,
+                    "listening_at": s.listening_at,
+                },
+            )
+        if not self.authorized(path):
+            return
+        if path == "/health" and method == "GET":
+            return self.send_raw(503 if s.fail == "never-healthy" else 200, b"", "application/json")
+        handler = getattr(self, f"{s.kind}_routes")
+        handler(method, path)
+
+    def authorized(self, path: str) -> bool:
+        """vLLM guards /v1/* only; TEI everything but /health; whisper every route."""
+        s = self.srv
+        if not s.api_key:
+            return True
+        guarded = {"vllm": path.startswith("/v1"), "tei": path != "/health", "whisper": True}[s.kind]
+        token = self.bearer()
+        if not guarded or token == s.api_key:
+            return True
+        if s.kind == "vllm":
+            self.send_json(401, {"error": "Unauthorized"})
+        elif s.kind == "tei":
+            self.send_raw(401, b"", "text/plain")
+        elif token is None:
+            self.send_json(403, {"detail": "Not authenticated"})  # FastAPI's HTTPBearer
+        else:
+            self.send_json(401, {"detail": "Invalid API key."})
+        return False
+
+    # ---- vLLM
+    def vllm_routes(self, method: str, path: str) -> None:
+        s = self.srv
+        if path == "/v1/models" and method == "GET":
+            data = [
+                {
+                    "id": n,
+                    "object": "model",
+                    "created": int(s.started_at),
+                    "owned_by": "vllm",
+                    "root": s.model,
+                    "parent": None,
+                    "max_model_len": s.max_len,
+                }
+                for n in s.served
+            ]
+            return self.send_json(200, {"object": "list", "data": data})
+        if path == "/v1/chat/completions" and method == "POST":
+            return self.chat()
+        self.send_json(404, {"detail": "Not Found"})
+
+    def chat(self) -> None:
+        s = self.srv
+        body = self.json_body()
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+            return self.send_json(
+                400,
+                {
+                    "error": {
+                        "message": "messages: a non-empty list is required",
+                        "type": "BadRequestError",
+                        "param": None,
+                        "code": 400,
+                    }
+                },
+            )
+        if body.get("model") not in s.served:
+            message = f"The model `{body.get('model')}` does not exist."
+            return self.send_json(
+                404, {"error": {"message": message, "type": "NotFoundError", "param": "model", "code": 404}}
+            )
+        if s.fail == "wrong-shape":
+            return self.send_json(200, {"id": "chatcmpl-standin", "object": "chat.completion", "choices": []})
+        words = f"Stand-in answer from {body['model']}.".split()
+        limit = body.get("max_tokens") or body.get("max_completion_tokens") or len(words)
+        content = " ".join(words[: max(1, int(limit))])
+        prompt = sum(tokens(str(m.get("content", ""))) for m in body["messages"] if isinstance(m, dict))
+        self.send_json(
+            200,
+            {
+                "id": "chatcmpl-standin",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "length" if int(limit) < len(words) else "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": tokens(content),
+                    "total_tokens": prompt + tokens(content),
+                },
+            },
+        )
+
+    # ---- TEI
+    def tei_routes(self, method: str, path: str) -> None:
+        s = self.srv
+        if path == "/info" and method == "GET":
+            model_type = (
+                {"reranker": {"id2label": {"0": "LABEL_0"}}} if s.reranker else {"embedding": {"pooling": "mean"}}
+            )
+            return self.send_json(
+                200,
+                {
+                    "model_id": s.model,
+                    "model_sha": None,
+                    "model_dtype": "float16",
+                    "model_type": model_type,
+                    "max_concurrent_requests": 512,
+                    "max_input_length": s.max_len,
+                    "max_batch_tokens": 16384,
+                    "max_batch_requests": None,
+                    "max_client_batch_size": 32,
+                    "auto_truncate": False,
+                    "tokenization_workers": 2,
+                    "version": os.environ.get("STANDIN_TEI_VERSION", "1.8") + ".3",
+                    "sha": None,
+                    "docker_label": None,
+                },
+            )
+        if path in ("/v1/embeddings", "/embeddings", "/embed") and method == "POST":
+            return self.embed(openai=path != "/embed")
+        if path == "/rerank" and method == "POST":
+            return self.rerank()
+        self.send_raw(404, b"", "text/plain")
+
+    def model_error(self, what: str) -> None:
+        # TEI answers 424 when the loaded model cannot do what the route asks.
+        self.send_json(
+            424, {"error": f"Backend error: model {self.srv.model} does not support {what}", "error_type": "backend"}
+        )
+
+    def embed(self, openai: bool) -> None:
+        s = self.srv
+        body = self.json_body()
+        key = "input" if openai else "inputs"
+        texts = body.get(key) if isinstance(body, dict) else None
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return self.send_json(
+                422, {"error": f"`{key}` must be a string or a non-empty list of strings", "error_type": "validation"}
+            )
+        if s.reranker:
+            return self.model_error("embeddings")
+        vectors = [fake_vector(t, s.dim) for t in texts]
+        if s.fail == "wrong-shape":
+            vectors = [[str(v) for v in vec] for vec in vectors]
+        if not openai:
+            return self.send_json(200, vectors)
+        used = sum(tokens(t) for t in texts)
+        data = [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)]
+        self.send_json(
+            200,
+            {"object": "list", "data": data, "model": s.model, "usage": {"prompt_tokens": used, "total_tokens": used}},
+        )
+
+    def rerank(self) -> None:
+        body = self.json_body()
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("query"), str)
+            or not isinstance(body.get("texts"), list)
+            or not body["texts"]
+        ):
+            return self.send_json(
+                422, {"error": "`query` (string) and `texts` (non-empty list) are required", "error_type": "validation"}
+            )
+        if not self.srv.reranker:
+            return self.model_error("rerank")
+        query = set(body["query"].lower().split())
+        scores = [(len(query & set(str(t).lower().split())) + 1) / (len(str(t).split()) + 2) for t in body["texts"]]
+        ranked = sorted(range(len(scores)), key=lambda i: -scores[i])
+        if self.srv.fail == "wrong-shape":
+            return self.send_json(200, [{"index": i} for i in ranked])
+        out = [
+            {"index": i, "score": round(scores[i], 6)} | ({"text": body["texts"][i]} if body.get("return_text") else {})
+            for i in ranked
+        ]
+        self.send_json(200, out)
+
+    # ---- whisper
+    def whisper_routes(self, method: str, path: str) -> None:
+        s = self.srv
+        if path.startswith("/v1/models") and method == "GET":
+            item = {
+                "object": "model",
+                "id": s.model,
+                "created": int(time.time()),
+                "owned_by": "whisper-openai-api",
+                "type": "automatic-speech-recognition",
+            }
+            return self.send_json(200, item if path.startswith("/v1/models/") else {"object": "list", "data": [item]})
+        if path == "/v1/audio/transcriptions" and method == "POST":
+            return self.transcribe()
+        self.send_json(404, {"detail": "Not Found"})
+
+    def transcribe(self) -> None:
+        s = self.srv
+        try:
+            fields = common.parse_multipart(self.body(), self.headers.get("Content-Type", ""))
+        except ValueError as err:
+            return self.send_json(422, {"detail": [{"loc": ["body"], "msg": str(err), "type": "value_error"}]})
+        if "file" not in fields or not fields["file"][0]:
+            return self.send_json(
+                422, {"detail": [{"loc": ["body", "file"], "msg": "Field required", "type": "missing"}]}
+            )
+        model = fields.get("model", (s.model.encode(), None, None))[0].decode()
+        if model != s.model:
+            return self.send_json(404, {"detail": "Model not found."})
+        audio = fields["file"][0]
+        seconds = None
+        if audio.startswith(b"RIFF"):  # a WAV must decode, as the real pipeline's ffmpeg requires
+            try:
+                with wave.open(io.BytesIO(audio)) as w:
+                    seconds = w.getnframes() / w.getframerate()
+            except (wave.Error, EOFError, ZeroDivisionError) as err:
+                return self.send_json(500, {"detail": f"could not decode audio: {err}"})
+        text = (
+            f"Stand-in transcription of {seconds:.2f} s of audio." if seconds is not None else "Stand-in transcription."
+        )
+        if s.fail == "wrong-shape":
+            return self.send_json(200, {"transcript": text})
+        if fields.get("response_format", (b"json", None, None))[0] == b"text":
+            return self.send_text(200, text)
+        self.send_json(200, {"text": text})
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in PARSERS:
+        print(f"usage: model_server.py {{{'|'.join(PARSERS)}}} [server flags]", file=sys.stderr)
+        raise SystemExit(2)
+    server = PARSERS[argv[0]](argv[1:])
+    common.exit_on_signals()
+    server.fail = common.start_knobs(server.kind)
+    server.listening_at = time.time()
+    common.log(
+        server.kind,
+        f"model {server.model} served as {', '.join(server.served)}; key {'set' if server.api_key else 'none'}",
+    )
+    common.serve(ModelHandler, server.host, server.port, server.kind, state=server)
+
+
+if __name__ == "__main__":
+    main()
