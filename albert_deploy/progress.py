@@ -1,0 +1,150 @@
+"""What ``up`` shows while it works: a live table on a terminal, event lines elsewhere.
+
+The apply side calls ``update(service, ...)`` from several threads; reporters serialise output.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Protocol
+
+
+class Reporter(Protocol):
+    def begin(self, services: list[str]) -> None: ...
+
+    def update(
+        self, service: str, state: str | None = None, health: str | None = None, detail: str | None = None
+    ) -> None: ...
+
+    def end(self) -> None: ...
+
+
+@dataclass
+class _Row:
+    state: str = "waiting"
+    health: str = ""
+    detail: str = ""
+    started: float | None = None  # when work on it began
+    finished: float | None = None  # when it became ready or failed
+
+    def elapsed(self, now: float) -> str:
+        if self.started is None:
+            return ""
+        return f"{(self.finished or now) - self.started:5.1f}s"
+
+
+_DONE = {"healthy", "running", "unchanged", "failed", "removed", "started"}
+
+
+@dataclass
+class _Base:
+    stream: IO[str] = field(default_factory=lambda: sys.stdout)
+    rows: dict[str, _Row] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    t0: float = field(default_factory=time.monotonic)
+
+    def _apply(self, service: str, state: str | None, health: str | None, detail: str | None) -> bool:
+        row = self.rows.setdefault(service, _Row())
+        before = (row.state, row.health, row.detail)
+        now = time.monotonic()
+        if state is not None:
+            if row.started is None and state not in ("waiting", "unchanged", "created"):
+                row.started = now
+            row.state = state
+        if health is not None:
+            row.health = health
+        if detail is not None:
+            row.detail = detail
+        ready = row.health == "healthy" or (row.state in _DONE and row.health in ("", "healthy"))
+        if row.state == "failed" or ready:
+            row.finished = row.finished or now
+        return before != (row.state, row.health, row.detail)
+
+
+class EventLines(_Base):
+    """One line per change: for logs, CI and pipes."""
+
+    def begin(self, services: list[str]) -> None:
+        for name in services:
+            self.rows.setdefault(name, _Row())
+
+    def update(
+        self, service: str, state: str | None = None, health: str | None = None, detail: str | None = None
+    ) -> None:
+        with self.lock:
+            if not self._apply(service, state, health, detail):
+                return
+            row = self.rows[service]
+            text = row.state + (f" ({row.health})" if row.health else "") + (f": {row.detail}" if row.detail else "")
+            self.stream.write(f"[{time.monotonic() - self.t0:6.1f}s] {service}: {text}\n")
+            self.stream.flush()
+
+    def end(self) -> None:
+        pass
+
+
+@dataclass
+class LiveTable(_Base):
+    """Redraws one line per service in place, with elapsed times ticking."""
+
+    def __post_init__(self) -> None:
+        self._drawn = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def begin(self, services: list[str]) -> None:
+        for name in services:
+            self.rows.setdefault(name, _Row())
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+        self._thread.start()
+
+    def update(
+        self, service: str, state: str | None = None, health: str | None = None, detail: str | None = None
+    ) -> None:
+        with self.lock:
+            if self._apply(service, state, health, detail):
+                self._draw()
+
+    def end(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        with self.lock:
+            self._draw()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.25):
+            with self.lock:
+                self._draw()
+
+    def _draw(self) -> None:
+        now = time.monotonic()
+        width = max((len(n) for n in self.rows), default=0)
+        lines = []
+        for name, row in self.rows.items():
+            detail = f"  {row.detail}" if row.detail else ""
+            lines.append(f" {name:<{width}}  {row.state:<10} {row.health:<9} {row.elapsed(now):>7}{detail}"[:200])
+        up = f"\x1b[{self._drawn}F" if self._drawn else ""
+        self.stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+        self.stream.flush()
+        self._drawn = len(lines)
+
+
+class Silent:
+    def begin(self, services: list[str]) -> None:
+        pass
+
+    def update(
+        self, service: str, state: str | None = None, health: str | None = None, detail: str | None = None
+    ) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+def reporter_for(stream: IO[str]) -> Reporter:
+    return LiveTable(stream) if stream.isatty() else EventLines(stream)

@@ -1,0 +1,355 @@
+"""`up`, `plan`, `down`, `status`, `logs` and `check` against the real Docker daemon.
+
+The stacks run the stand-in images (fixture ``standin_images``): the real ones cannot be pulled
+here. Every test uses its own project name and a free port, and removes what it made by label
+(containers, network, volumes) even when it fails. No machine here has a GPU: GPU services run
+with ``--no-gpus``, and one test checks how the daemon's refusal of a GPU request is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from albert_deploy import commands
+from albert_deploy.cli import cli
+from albert_deploy.containers import PROJECT, SERVICE
+from tests.helpers import compose_binary
+
+pytestmark = pytest.mark.docker
+
+PROFILES = Path(__file__).resolve().parent / "profiles"
+FULL, SMALL = PROFILES / "standins.yaml", PROFILES / "standins-small.yaml"
+MODELS = ["guillaumetell-7b", "multilingual-e5-large", "whisper-large-v3-turbo", "bge-reranker-v2-m3"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def remove_project(client: Any, project: str) -> None:
+    """Everything labelled with ``project``: containers, then networks, then volumes."""
+    label = {"label": f"{PROJECT}={project}"}
+    for container in client.containers.list(all=True, filters=label):
+        container.remove(force=True)
+    for network in client.networks.list(filters=label):
+        network.remove()
+    for volume in client.volumes.list(filters=label):
+        volume.remove(force=True)
+
+
+class Deployment:
+    """One project: its profile copy, its output directory, and shortcuts to the CLI."""
+
+    def __init__(self, client: Any, tmp: Path, base: Path, **changes: Any) -> None:
+        self.client = client
+        self.project = f"adt-{uuid.uuid4().hex[:10]}"
+        self.port = _free_port()
+        self.dir = tmp / self.project
+        self.dir.mkdir()
+        self.out = self.dir / "deploy"
+        self.profile = self.dir / "profile.yaml"
+        self.data = yaml.safe_load(base.read_text())
+        self.data["project"] = self.project
+        self.data["api"]["port"] = self.port
+        self.edit(**changes)
+
+    def edit(self, **changes: Any) -> None:
+        self.data.update(changes)
+        self.profile.write_text(yaml.safe_dump(self.data))
+
+    def model(self, name: str) -> dict[str, Any]:
+        return next(m for m in self.data["models"] if m["model"].rsplit("/", 1)[-1].lower() == name)
+
+    def cli(self, *args: str) -> Result:
+        command, rest = args[0], list(args[1:])
+        if command == "logs":  # logs SERVICE [PROFILE]
+            command, rest = f"logs {rest[0]}", rest[1:]
+        with_profile = [*command.split(), str(self.profile)]
+        if command in ("up", "plan", "status", "check"):
+            with_profile += ["-o", str(self.out)]
+        return CliRunner().invoke(cli, [*with_profile, *rest], catch_exceptions=False)
+
+    def up(self, *args: str) -> dict[str, Any]:
+        result = self.cli("up", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def ids(self) -> dict[str, str]:
+        found = self.client.containers.list(all=True, filters={"label": f"{PROJECT}={self.project}"})
+        return {c.labels[SERVICE]: c.id for c in found}
+
+    def container(self, service: str) -> Any:
+        (found,) = self.client.containers.list(
+            all=True, filters={"label": [f"{PROJECT}={self.project}", f"{SERVICE}={service}"]}
+        )
+        return found
+
+    def api_state(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/standin/state", timeout=5) as answer:
+            return dict(json.load(answer))
+
+
+@pytest.fixture
+def deploy(docker_client: Any, standin_images: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
+    """Make deployments; remove all they created, by label, whatever happens."""
+    made: list[Deployment] = []
+
+    def make(base: Path = SMALL, **changes: Any) -> Deployment:
+        made.append(Deployment(docker_client, tmp_path, base, **changes))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for deployment in made:
+            remove_project(docker_client, deployment.project)
+
+
+# --- the whole stack ----------------------------------------------------------------------------
+
+
+def test_up_converges_like_docker_compose(deploy: Callable[..., Deployment]) -> None:
+    d = deploy(FULL)
+    first = d.up("--no-gpus")
+    assert {s["service"]: s["health"] for s in first["services"]} == {
+        s["service"]: "healthy" for s in first["services"]
+    }
+    assert first["api_url"] == f"http://127.0.0.1:{d.port}"
+    # The API started last: every model was up when it probed them (it never probes again).
+    state = d.api_state()
+    assert sorted(state["models_up"]) == sorted(MODELS) and not state["models_down"]
+    api_started = d.container("api").attrs["State"]["StartedAt"]
+    assert all(d.container(m).attrs["State"]["StartedAt"] < api_started for m in MODELS)
+
+    checked = d.cli("check", "--json")
+    assert checked.exit_code == 0, checked.output
+    results = json.loads(checked.stdout)["results"]
+    assert sorted((r["name"], r["via"]) for r in results if r["ok"]) == sorted(
+        (m, via) for m in MODELS for via in ("server", "api")
+    )  # on each server, and through the API
+
+    # Docker Compose sees the same stack.
+    ps = subprocess.run(
+        [compose_binary(), "-f", str(d.out / "compose.yml"), "ps", "--format", "json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    listed = [json.loads(line) for line in ps.stdout.splitlines() if line.strip()]
+    assert sorted(c["Service"] for c in listed) == sorted(d.ids())
+
+    # Nothing changed: same containers, about a second.
+    ids = d.ids()
+    t0 = time.monotonic()
+    second = d.up("--no-gpus")
+    assert time.monotonic() - t0 < 2.0
+    assert second["changes"] == 0 and d.ids() == ids
+    status = json.loads(d.cli("status", "--no-gpus", "--json").stdout)
+    assert not status["drift"] and {r["drift"] for r in status["services"]} == {"none"}
+
+    # One model's settings change: that server and the API (its config changed), nothing else.
+    d.model("guillaumetell-7b")["served_model_name"] = "guillaumetell"
+    d.edit()
+    planned = json.loads(d.cli("plan", "--no-gpus", "--json").stdout)
+    assert {a["service"]: a["action"] for a in planned["actions"] if a["action"] != "nothing"} == {
+        "guillaumetell-7b": "recreate",
+        "api": "recreate",
+    }
+    assert "config.yml" in next(a["reason"] for a in planned["actions"] if a["service"] == "api")
+    assert d.ids() == ids  # plan touched nothing
+    d.up("--no-gpus")
+    after = d.ids()
+    assert {s for s in ids if ids[s] != after[s]} == {"guillaumetell-7b", "api"}
+
+    # A container killed and another removed by hand come back; the rest are left alone.
+    d.container("redis").kill()
+    d.container("multilingual-e5-large").remove(force=True)
+    restored = d.up("--no-gpus")
+    actions = {a["service"]: a["action"] for a in restored["actions"]}
+    assert actions["redis"] == "start" and actions["multilingual-e5-large"] == "create"
+    final = d.ids()
+    assert final["redis"] == after["redis"] and final["multilingual-e5-large"] != after["multilingual-e5-large"]
+    assert all(d.container(s).attrs["State"]["Health"]["Status"] == "healthy" for s in final)
+
+    # A model removed from the profile: its container goes.
+    d.data["models"] = [m for m in d.data["models"] if "whisper" not in m["model"]]
+    d.edit()
+    d.up("--no-gpus")
+    assert "whisper-large-v3-turbo" not in d.ids()
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+
+def test_a_service_that_never_turns_healthy_is_named(deploy: Callable[..., Deployment]) -> None:
+    d = deploy()
+    d.model("multilingual-e5-large").update(env={"STANDIN_FAIL": "never-healthy"}, health_start_period=1)
+    d.edit()
+    result = d.cli("up")
+    assert result.exit_code == 1
+    message = result.stderr
+    assert "error: service multilingual-e5-large failed" in message
+    assert "last health check" in message and "last log lines" in message
+    assert all(v not in message for v in _secrets(d))
+    # The databases stay as they are; the API, which needs the model, was never created.
+    ids = d.ids()
+    assert "api" not in ids
+    assert d.container("redis").status == "running"
+
+
+def test_a_gpu_request_without_the_nvidia_runtime(deploy: Callable[..., Deployment], docker_client: Any) -> None:
+    d = deploy(FULL)
+    result = d.cli("up")
+    assert result.exit_code == 1
+    assert "NVIDIA Container Toolkit" in result.stderr and "--no-gpus" in result.stderr
+    assert "guillaumetell-7b" in result.stderr or "whisper-large-v3-turbo" in result.stderr
+    left = docker_client.containers.list(all=True, filters={"label": f"{PROJECT}={d.project}"})
+    assert [c.name for c in left if c.status == "created"] == []
+    assert left == []  # GPU services start first: nothing else was started either
+
+
+def test_an_image_that_cannot_be_pulled_is_named(deploy: Callable[..., Deployment]) -> None:
+    # A loopback registry where nothing listens: a pull fails at once, and no traffic leaves the host.
+    d = deploy()
+    d.data["images"]["redis"] = f"127.0.0.1:{_free_port()}/missing/redis:1"
+    d.edit()
+    result = d.cli("up")
+    assert result.exit_code == 1
+    assert f"image {d.data['images']['redis']} is not present locally and cannot be pulled" in result.stderr
+    assert d.ids() == {}
+
+
+@pytest.fixture
+def loopback_registry(tmp_path: Path) -> Iterator[str]:
+    """A real registry on 127.0.0.1 (Debian's docker-registry), stopped by its PID afterwards."""
+    port = _free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    server = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_a_missing_image_is_pulled_with_progress(
+    deploy: Callable[..., Deployment], loopback_registry: str, standin_images: dict[str, str], docker_client: Any
+) -> None:
+    image = f"{loopback_registry}/standins/redis:{uuid.uuid4().hex[:8]}"
+    repository, tag = image.rsplit(":", 1)
+    docker_client.images.get(standin_images["redis"]).tag(repository, tag)
+    for line in docker_client.images.push(repository, tag=tag, stream=True, decode=True):
+        assert "error" not in line, line
+    docker_client.images.remove(image)  # the tag only: the stand-in keeps its own
+    d = deploy()
+    d.data["images"]["redis"] = image
+    d.edit()
+    try:
+        result = d.cli("up")
+        assert result.exit_code == 0, result.output
+        assert f"redis: pulling: pulling {image}" in result.stdout
+        assert d.container("redis").attrs["Config"]["Image"] == image
+    finally:
+        remove_project(docker_client, d.project)
+        docker_client.images.remove(image, force=True)
+
+
+def test_no_daemon_is_reported_with_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    result = CliRunner().invoke(cli, ["status", str(SMALL), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "cannot reach the Docker daemon" in result.stderr and "DOCKER_HOST" in result.stderr
+
+
+# --- data, projects, compose --------------------------------------------------------------------
+
+
+def test_volumes_survive_down_and_projects_stay_apart(deploy: Callable[..., Deployment]) -> None:
+    a, b = deploy(), deploy()
+    a.up()
+    b.up()
+    b_ids = b.ids()
+    a.container("redis").exec_run(["sh", "-c", "echo kept > /data/marker"], user="root")
+
+    down = a.cli("down", "--json")
+    assert down.exit_code == 0, down.output
+    assert a.ids() == {} and b.ids() == b_ids
+    assert not a.client.networks.list(filters={"label": f"{PROJECT}={a.project}"})
+    assert a.client.volumes.list(filters={"label": f"{PROJECT}={a.project}"})
+
+    a.up()
+    assert a.container("redis").exec_run(["cat", "/data/marker"]).output.strip() == b"kept"
+
+    assert a.cli("down", "--volumes").exit_code == 0
+    assert not a.client.volumes.list(filters={"label": f"{PROJECT}={a.project}"})
+    assert b.ids() == b_ids and all(b.container(s).status == "running" for s in b_ids)
+
+
+def test_a_stack_started_by_docker_compose_is_recognised(deploy: Callable[..., Deployment]) -> None:
+    d = deploy()
+    assert d.cli("render", "-o", str(d.out)).exit_code == 0
+    subprocess.run([compose_binary(), "-f", str(d.out / "compose.yml"), "up", "-d", "--wait"],
+                   capture_output=True, check=True, timeout=120)  # fmt: skip
+
+    status = d.cli("status", "--json")
+    assert status.exit_code == 0, status.output
+    rows = json.loads(status.stdout)["services"]
+    assert {r["service"] for r in rows} == {"redis", "postgres", "qdrant", "multilingual-e5-large", "api"}
+    assert {r["started_by"] for r in rows} == {"docker compose"}
+    assert all(r["drift"].startswith("none") and r["health"] == "healthy" for r in rows)
+    assert d.cli("check").exit_code == 0
+
+    # `up` takes it over (compose's config hash is its own), then `down` removes it.
+    planned = json.loads(d.cli("plan", "--json").stdout)
+    assert {a["action"] for a in planned["actions"]} == {"recreate"}
+    d.up()
+    assert {r["started_by"] for r in json.loads(d.cli("status", "--json").stdout)["services"]} == {"albert-deploy"}
+    assert d.cli("down").exit_code == 0 and d.ids() == {}
+
+
+def test_logs_and_detach(deploy: Callable[..., Deployment]) -> None:
+    d = deploy()
+    result = d.up("--detach")
+    assert result["detached"]
+    logs = d.cli("logs", "multilingual-e5-large", "--tail", "3")
+    assert logs.exit_code == 0 and 0 < len(logs.stdout.splitlines()) <= 3
+    missing = d.cli("logs", "nope")
+    assert missing.exit_code == 1 and "has no service nope" in missing.stderr
+
+
+def _secrets(d: Deployment) -> list[str]:
+    env = (d.out / ".env").read_text()
+    return [line.split("=", 1)[1] for line in env.splitlines() if "=" in line and not line.startswith("#")]
+
+
+def test_dry_run_touches_nothing(deploy: Callable[..., Deployment]) -> None:
+    d = deploy()
+    result = d.cli("up", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert {a["action"] for a in json.loads(result.stdout)["actions"]} == {"create"}
+    assert d.ids() == {} and not d.out.exists()
+    assert commands.plan(str(d.profile), d.out)["changes"] == 5
