@@ -73,3 +73,20 @@ def elasticsearch(image: str) -> Service:
             start_period_s=120,
         ),
     )
+
+
+def for_release(images: dict[str, str], uses_postgres: bool, vector_store: str) -> list[Service]:
+    """redis, postgres where the release uses it, then the vector store."""
+    store = qdrant if vector_store == "qdrant" else elasticsearch
+    return [
+        redis(images["redis"]),
+        *([postgres(images["postgres"])] if uses_postgres else []),
+        store(images[vector_store]),
+    ]
+
+
+def store_secret(vector_store: str) -> dict[str, Ref]:
+    """The chosen store's secret only, so .env holds no unused one."""
+    if vector_store == "qdrant":
+        return {"qdrant_api_key": QDRANT_API_KEY}
+    return {"elastic_password": ELASTIC_PASSWORD}

@@ -11,7 +11,7 @@ from typing import Any
 from .. import databases
 from ..catalog import EMBEDDINGS, TEXT_GENERATION, HealthCheck
 from ..errors import RenderError
-from ..spec import Endpoint, Mount, Ref, Service
+from ..spec import Endpoint, Mount, Service
 from . import Release
 
 RELEASE = Release(
@@ -42,9 +42,7 @@ _EXPAND_AND_RUN = (
 
 
 def database_services(vector_store: str, images: dict[str, str] | None = None) -> list[Service]:
-    img = {**IMAGES, **(images or {})}
-    store = databases.qdrant if vector_store == "qdrant" else databases.elasticsearch
-    return [databases.redis(img["redis"]), store(img[vector_store])]
+    return databases.for_release({**IMAGES, **(images or {})}, RELEASE.uses_postgres, vector_store)
 
 
 def api_service(image: str, environment: dict[str, Any]) -> Service:
@@ -71,15 +69,8 @@ def config_context(endpoints: list[Endpoint], vector_store: str) -> dict[str, An
         "models": [{"url": e.url + "/v1", "type": e.type, "key": e.key} for e in endpoints],
         "redis_password": databases.REDIS_PASSWORD,
         "vector_store": vector_store,
-        **_store_secret(vector_store),
+        **databases.store_secret(vector_store),
     }
-
-
-def _store_secret(vector_store: str) -> dict[str, Ref]:
-    # Only the chosen store's secret, so .env holds no unused one.
-    if vector_store == "qdrant":
-        return {"qdrant_api_key": databases.QDRANT_API_KEY}
-    return {"elastic_password": databases.ELASTIC_PASSWORD}
 
 
 def check_config(data: Any) -> None:

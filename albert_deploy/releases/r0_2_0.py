@@ -43,9 +43,7 @@ MASTER_KEY = Ref("MASTER_KEY")
 
 
 def database_services(vector_store: str, images: dict[str, str] | None = None) -> list[Service]:
-    img = {**IMAGES, **(images or {})}
-    store = databases.qdrant if vector_store == "qdrant" else databases.elasticsearch
-    return [databases.redis(img["redis"]), databases.postgres(img["postgres"]), store(img[vector_store])]
+    return databases.for_release({**IMAGES, **(images or {})}, RELEASE.uses_postgres, vector_store)
 
 
 def api_service(image: str, environment: dict[str, Any]) -> Service:
@@ -68,7 +66,7 @@ def config_context(endpoints: list[Endpoint], vector_store: str) -> dict[str, An
         "redis_password": databases.REDIS_PASSWORD,
         "postgres_url": _postgres_url(),
         "vector_store": vector_store,
-        **_store_secret(vector_store),
+        **databases.store_secret(vector_store),
         "vector_model": embeddings.name,
         "models": [
             {"id": e.name, "type": e.type, "model": e.served_name, "client": e.client, "url": e.url, "key": e.key}
@@ -81,13 +79,6 @@ def _postgres_url() -> Joined:
     return Joined(
         ("postgresql+asyncpg://postgres:", databases.POSTGRES_PASSWORD, f"@postgres:5432/{databases.POSTGRES_DB}")
     )
-
-
-def _store_secret(vector_store: str) -> dict[str, Ref]:
-    # Only the chosen store's secret, so .env holds no unused one.
-    if vector_store == "qdrant":
-        return {"qdrant_api_key": databases.QDRANT_API_KEY}
-    return {"elastic_password": databases.ELASTIC_PASSWORD}
 
 
 def check_config(data: Any) -> None:
