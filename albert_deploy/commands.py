@@ -37,10 +37,12 @@ def render(profile_path: str | None, out_dir: Path, target: str = "compose") -> 
 
 
 def plan_gpus(profile_path: str | None) -> dict[str, Any]:
-    from .placement import format_placement, place, placement_report
+    from .placement import format_placement, placement_report
+    from .plan import place_models
 
-    placement = place(load_profile(profile_path))
-    return {"profile": profile_path or DEFAULT_PROFILE, **placement_report(placement), "text": format_placement(placement)}
+    source = profile_path or DEFAULT_PROFILE
+    placement = place_models(load_profile(profile_path), source)
+    return {"profile": source, **placement_report(placement), "text": format_placement(placement)}
 
 
 def schema() -> dict[str, Any]:

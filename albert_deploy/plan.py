@@ -43,10 +43,7 @@ class Stack:
 def build_stack(profile: Profile, source: str) -> Stack:
     release_module = MODULES[profile.api.release]
     release = release_module.RELEASE
-    try:
-        placement = place(profile)
-    except PlacementError as err:
-        raise PlacementError(f"{source}: {err}") from None
+    placement = place_models(profile, source)
     endpoints = [_endpoint(m) for m in profile.models]
     if release.substitutes_env:
         _refuse_substitution_syntax(profile, source)
@@ -77,6 +74,14 @@ def build_stack(profile: Profile, source: str) -> Stack:
         operator_env=tuple(operator),
         placement=placement,
     )
+
+
+def place_models(profile: Profile, source: str) -> Placement:
+    """GPU placement, with errors naming the profile file like every other profile error."""
+    try:
+        return place(profile)
+    except PlacementError as err:
+        raise PlacementError(f"{source}: {err}") from None
 
 
 def _endpoint(model: HostedModel | ExternalModel) -> Endpoint:

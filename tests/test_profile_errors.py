@@ -172,3 +172,28 @@ def test_failed_render_leaves_previous_output_untouched(tmp_path: Path) -> None:
     bad.write_text(textwrap.dedent("models:\n  - model: AgentPublic/guillaumetell-7b\n    gpus: [0]\n"))
     assert CliRunner().invoke(cli, ["render", str(bad), "-o", str(out)]).exit_code == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_plan_gpus_explains_what_cannot_fit(tmp_path: Path) -> None:
+    profile = tmp_path / "t4.yaml"
+    profile.write_text("gpus: {count: 1, name: Tesla T4}\nmodels:\n  - model: AgentPublic/guillaumetell-7b\n" + E5)
+    for command in ("plan-gpus", "render", "validate"):
+        result = CliRunner().invoke(cli, [command, str(profile)])
+        assert result.exit_code == 1, command
+        assert result.stderr == (
+            f"error: {profile}: guillaumetell-7b needs 17.8 GB (weights 14.5 GB, KV cache 1.1 GB for one "
+            "8192-token sequence, runtime and CUDA graphs 2.1 GB), the largest GPU has 16.1 GB (15.6 GB usable): "
+            "add GPUs (it fits split over 2 × 16.1 GB), or use an external endpoint\n"
+        )
+
+
+def test_plan_gpus_json_for_the_default_profile() -> None:
+    import json
+
+    result = CliRunner().invoke(cli, ["plan-gpus", "--json"])
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    (gpu,) = report["gpus"]
+    assert [m["model"] for m in gpu["models"]][0] == "guillaumetell-7b"
+    assert gpu["used_bytes"] + gpu["free_bytes"] + gpu["reserved_bytes"] == gpu["total_bytes"]
+    assert report["models"]["guillaumetell-7b"]["gpu_memory_utilization"] == 0.86
