@@ -194,6 +194,6 @@ def test_plan_gpus_json_for_the_default_profile() -> None:
     assert result.exit_code == 0
     report = json.loads(result.stdout)
     (gpu,) = report["gpus"]
-    assert [m["model"] for m in gpu["models"]][0] == "guillaumetell-7b"
+    assert gpu["models"][0]["model"] == "guillaumetell-7b"
     assert gpu["used_bytes"] + gpu["free_bytes"] + gpu["reserved_bytes"] == gpu["total_bytes"]
     assert report["models"]["guillaumetell-7b"]["gpu_memory_utilization"] == 0.86
