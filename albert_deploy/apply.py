@@ -79,9 +79,10 @@ def _secrets(env: dict[str, str]) -> tuple[str, ...]:
 
 
 def plan(applied: Applied) -> dict[str, Any]:
+    from . import engine
     from . import stack as docker_stack
 
-    client = docker_stack.connect()
+    client = engine.connect()
     actions = docker_stack.plan(client, applied.project)
     return {"project": applied.project.name, "actions": [a.as_dict() for a in actions], "changes": _changes(actions)}
 
@@ -92,7 +93,7 @@ def up(
     detach: bool = False,
     reporter: Any = None,
 ) -> dict[str, Any]:
-    from . import reconcile
+    from . import engine, reconcile
     from . import stack as docker_stack
 
     limits = reconcile.parse_timeouts(timeouts)
@@ -102,7 +103,7 @@ def up(
             f"--timeout {unknown[0]}=...: no such service (services: {', '.join(applied.project.services)})"
         )
     t0 = time.monotonic()
-    client = docker_stack.connect()
+    client = engine.connect()
     result = docker_stack.up(
         client, applied.project, timeouts=limits, detach=detach, reporter=reporter, secrets=_secrets(applied.env)
     )
@@ -169,29 +170,31 @@ def service_url(service: Service, stack: Stack) -> str:
 
 
 def down(project: str, volumes: bool) -> dict[str, Any]:
-    from . import stack as docker_stack
+    from . import engine, stackops
 
-    return docker_stack.down(docker_stack.connect(), project, volumes)
+    return stackops.down(engine.connect(), project, volumes)
 
 
-def status(project: str, applied: Applied | None) -> dict[str, Any]:
-    from . import stack as docker_stack
+def status(project: str, applied: Applied | None, locked: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``locked``: service -> its image's lock entry; a running container on another image is reported."""
+    from . import engine, stackops
 
     # Without a .env the secrets would be new ones: every service would look changed.
     desired = applied.project if applied and applied.had_env else None
-    rows = docker_stack.status(docker_stack.connect(), project, desired)
+    rows = stackops.status(engine.connect(), project, desired, locked or {})
     return {
         "project": project,
         "services": rows,
+        "lock_mismatch": any(r["lock"].startswith("differs") for r in rows),
         "drift": any(r["drift"] not in ("none", "unknown") and not r["drift"].startswith("none ") for r in rows),
         "api_url": api_url(applied.stack) if applied else None,
     }
 
 
 def logs(project: str, service: str, follow: bool, tail: int | None) -> Iterator[bytes]:
-    from . import stack as docker_stack
+    from . import engine, stackops
 
-    return docker_stack.logs(docker_stack.connect(), project, service, follow, tail)
+    return stackops.logs(engine.connect(), project, service, follow, tail)
 
 
 # --- check --------------------------------------------------------------------------------------
@@ -242,12 +245,12 @@ def _redact(text: str, applied: Applied) -> str:
 def _check_inside(applied: Applied, jobs: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
     """Model servers publish no port: run check.py in the API container, which reaches them by name."""
     from . import check as checker
-    from . import stack as docker_stack
+    from . import engine, stackops
 
     source = Path(checker.__file__).read_text(encoding="utf-8")
     payload = json.dumps({"jobs": jobs, "timeout": timeout}).encode()
-    client = docker_stack.connect()
-    code, out = docker_stack.exec_json(client, applied.project.name, "api", ["python3", "-c", source], payload)
+    client = engine.connect()
+    code, out = stackops.exec_json(client, applied.project.name, "api", ["python3", "-c", source], payload)
     try:
         results = json.loads(out.decode("utf-8", "replace"))
         if not isinstance(results, list):

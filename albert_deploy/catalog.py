@@ -38,7 +38,8 @@ class Server:
     serves: tuple[str, ...]  # model types this server can serve
     image: str  # pinned; "{variant}" is filled for TEI from the GPU generation
     port: int  # port inside the container
-    cache_path: str  # Hugging Face cache inside the container
+    cache_path: str  # Hugging Face cache inside the container (the model-cache volume's mount point)
+    hub_cache: str  # where the server looks for hub downloads (models--org--name/...)
     api_key_env: str  # environment variable the server reads its API key from
     health: HealthCheck
     needs_gpu: bool  # True: a CPU placement is refused
@@ -58,6 +59,7 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         image="vllm/vllm-openai:v0.11.0",
         port=8000,
         cache_path="/root/.cache/huggingface",
+        hub_cache="/root/.cache/huggingface/hub",  # HF_HOME's default, hub/ under it
         api_key_env="VLLM_API_KEY",
         # /health stays open when an API key is set.
         health=HealthCheck(test=_curl(8000), start_period_s=900),
@@ -69,6 +71,7 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         image="ghcr.io/huggingface/text-embeddings-inference:{variant}",
         port=80,
         cache_path="/data",
+        hub_cache="/data",  # the image sets HUGGINGFACE_HUB_CACHE=/data
         api_key_env="API_KEY",
         health=HealthCheck(test=_curl(80), start_period_s=300),
         needs_gpu=False,
@@ -80,6 +83,7 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         image="ghcr.io/etalab-ia/whisper-openai-api/app:a7d1e0bef8cc5a1746b6b95d74ebe9050f5efe38",
         port=8000,
         cache_path="/home/whisper/.cache/huggingface",
+        hub_cache="/home/whisper/.cache/huggingface/hub",
         api_key_env="API_KEY",
         # With API_KEY set, /health needs the bearer token too.
         health=HealthCheck(test=_curl(8000, auth=True), start_period_s=600),
@@ -87,6 +91,10 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         user="1100",
     ),
 }
+
+# `albert-deploy pull` runs the hub download in this image (python3 and huggingface_hub inside;
+# TEI's image has no python). A profile overrides it with `images: {downloader: ...}`.
+DOWNLOADER_IMAGE = "vllm/vllm-openai:v0.11.0"
 
 # TEI image tags by GPU compute capability (major, minor); see references/images-health-memory.
 TEI_VERSION = "1.8"

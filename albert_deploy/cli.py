@@ -207,6 +207,104 @@ def check(profile: str | None, output: Path, timeout: float, as_json: bool) -> N
         run(lambda: _raise(CheckFailed(f"{len(failed)} check(s) failed: {', '.join(failed)}")))
 
 
+# --- air-gapped operations: pull, lock, bundle, load ---------------------------------------------
+
+
+@cli.command()
+@PROFILE
+@OUTPUT
+@JSON
+def pull(profile: str | None, output: Path, as_json: bool) -> None:
+    """Pull every image PROFILE needs and download every hosted model into its server's cache volume.
+
+    The Hugging Face token is read from HF_TOKEN in the environment, else from OUTPUT/.env; it
+    reaches the download container through its environment only."""
+    from . import commands
+    from .progress import EventLines, reporter_for
+
+    reporter = EventLines(sys.stderr) if as_json else reporter_for(sys.stdout)
+    result = run(lambda: commands.pull(profile, output, reporter=reporter))
+    emit(result, as_json, _pull_text)
+
+
+@cli.command()
+@PROFILE
+@JSON
+def lock(profile: str | None, as_json: bool) -> None:
+    """Resolve every image of PROFILE to its content digest and write PROFILE.lock.json beside it.
+
+    `render` and `up` then run image@sha256:... (the embedded default: ./default.lock.json)."""
+    from . import commands
+
+    result = run(lambda: commands.lock(profile))
+    emit(result, as_json, _lock_text)
+
+
+@cli.command()
+@PROFILE
+@click.option("-o", "--output", "target", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The archive to write (an uncompressed tar).")  # fmt: skip
+@JSON
+def bundle(profile: str | None, target: Path, as_json: bool) -> None:
+    """Write one archive with the images, the model caches, the rendered files (not .env) and the profile.
+
+    Run `albert-deploy pull` first: the images and the model caches are taken from this host."""
+    from . import commands
+
+    result = run(lambda: commands.bundle(profile, target))
+    emit(result, as_json, _bundle_text)
+
+
+@cli.command()
+@click.argument("bundle_file", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@OUTPUT
+@click.option("--profile-dir", default=".", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the bundled profile and its lock file.")  # fmt: skip
+@JSON
+def load(bundle_file: Path, output: Path, profile_dir: Path, as_json: bool) -> None:
+    """Verify every sha256 of FILE, then restore its images, model-cache volumes and rendered files."""
+    from . import commands
+
+    result = run(lambda: commands.load_bundle(bundle_file, output, profile_dir))
+    emit(result, as_json, _load_text)
+
+
+def _pull_text(result: dict[str, Any]) -> str:
+    lines = [f"Pulled {len(result['images'])} image(s):", *(f"  {i['image']}" for i in result["images"])]
+    if result["models"]:
+        lines.append(f"Downloaded {len(result['models'])} model(s) with {result['downloader']} "
+                     f"(Hugging Face token {result['token']}):")  # fmt: skip
+        lines += [f"  {m['model']} -> volume {m['volume']}" for m in result["models"]]
+    return "\n".join(lines)
+
+
+def _lock_text(result: dict[str, Any]) -> str:
+    lines = [f"Wrote {result['lock']}:"]
+    for i in result["images"]:
+        pinned = i["pinned"] or "not pinned: a local image with no registry digest (built or loaded here)"
+        lines.append(f"  {i['image']} -> {pinned}")
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def _bundle_text(result: dict[str, Any]) -> str:
+    return "\n".join([f"Wrote {result['bundle']} ({_size(result['size'])}, {result['seconds']} s): "
+                      f"{len(result['images'])} image(s), {len(result['volumes'])} model cache(s)",
+                      *(f"  {n}  {_size(m['size'])}  sha256 {m['sha256'][:16]}" for n, m in result["members"].items()),
+                      "On the offline host: albert-deploy load FILE"])  # fmt: skip
+
+
+def _load_text(result: dict[str, Any]) -> str:
+    return "\n".join([f"Verified and loaded {result['bundle']} in {result['seconds']} s:",
+                      *(f"  image {i}" for i in result["images"]), *(f"  volume {v}" for v in result["volumes"]),
+                      f"  rendered files in {result['output']} ({result['files']})",
+                      *(f"  profile {p}" for p in result["profile"]),
+                      "Start it with: albert-deploy up " + (result["profile"][0] if result["profile"] else "")])  # fmt: skip
+
+
 def _raise(err: Exception) -> None:
     raise err
 
@@ -219,7 +317,10 @@ def _table(rows: list[list[str]]) -> list[str]:
 def _plan_text(result: dict[str, Any]) -> str:
     rows = [["SERVICE", "ACTION", "WHY"]] + [[a["service"], a["action"], a["reason"]] for a in result["actions"]]
     verdict = f"{result['changes']} change(s)" if result["changes"] else "nothing to do: the stack matches the profile"
-    return "\n".join([f"Project {result['project']}: {verdict}", *_table(rows)])
+    order = [f"  GPU {o['gpu']}: " + " -> ".join(o["services"]) for o in result.get("start_order", [])]
+    if order:
+        order.insert(0, "Start order per GPU (each once the previous one is healthy; GPUs in parallel):")
+    return "\n".join([f"Project {result['project']}: {verdict}", *_table(rows), *order])
 
 
 def _up_text(result: dict[str, Any]) -> str:
@@ -246,12 +347,14 @@ def _down_text(result: dict[str, Any]) -> str:
 def _status_text(result: dict[str, Any]) -> str:
     if not result["services"]:
         return f"Project {result['project']}: no containers."
-    rows = [["SERVICE", "STATE", "HEALTH", "GPUS", "PORTS", "DRIFT"]]
-    rows += [[s["service"], s["state"], s["health"] or "-", s["gpus"], ",".join(s["ports"]) or "-", s["drift"]]
-             for s in result["services"]]  # fmt: skip
+    rows = [["SERVICE", "STATE", "HEALTH", "GPUS", "PORTS", "LOCK", "DRIFT"]]
+    rows += [[s["service"], s["state"], s["health"] or "-", s["gpus"], ",".join(s["ports"]) or "-", s["lock"],
+              s["drift"]] for s in result["services"]]  # fmt: skip
     lines = [f"Project {result['project']}", *_table(rows)]
     if result["drift"]:
         lines.append("The stack differs from the profile: `albert-deploy plan` says what `up` would change.")
+    if result.get("lock_mismatch"):
+        lines.append("A container runs an image other than the lock file's: `albert-deploy up` recreates it.")
     if any(s["started_by"] == "docker compose" for s in result["services"]):
         lines.append("Containers started by docker compose carry compose's own config hash: "
                      "`albert-deploy up` recreates them once.")  # fmt: skip

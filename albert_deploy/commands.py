@@ -8,14 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .lockfile import read_lock, write_lock
 from .plan import Stack, build_stack
 from .profile import DEFAULT_PROFILE, Profile, load_profile, profile_json_schema
 from .render import ENV_FILE, render_stack, write_rendered
+from .resources import default_profile_text
 
 
-def load(profile_path: str | None) -> tuple[Profile, Stack]:
+def load(profile_path: str | None, pinned: bool = True) -> tuple[Profile, Stack]:
+    """The profile and its stack; with ``pinned``, images locked by ``albert-deploy lock`` run by digest."""
     profile = load_profile(profile_path)
-    return profile, build_stack(profile, profile_path or DEFAULT_PROFILE)
+    lock = read_lock(profile_path) if pinned else None
+    return profile, build_stack(profile, profile_path or DEFAULT_PROFILE, lock.pins if lock else None)
 
 
 def validate(profile_path: str | None) -> dict[str, Any]:
@@ -67,17 +71,23 @@ def up(
 
     if dry_run:
         return plan(profile_path, out_dir, no_gpus=no_gpus)
-    _, stack = load(profile_path)
+    profile, stack = load(profile_path)
     applied = apply.prepare(stack, out_dir, write=True, no_gpus=no_gpus)
+    if profile.offline:  # refuse now rather than hang on a download inside a container
+        from . import airgap
+
+        airgap.offline_check(profile, applied)
     return apply.up(applied, timeouts=timeouts, detach=detach, reporter=reporter)
 
 
 def plan(profile_path: str | None, out_dir: Path, *, no_gpus: bool = False) -> dict[str, Any]:
     """Per service: create, recreate (why), start or nothing. Writes nothing, changes nothing."""
     from . import apply
+    from .servers import start_order
 
     _, stack = load(profile_path)
-    return {**apply.plan(apply.prepare(stack, out_dir, write=False, no_gpus=no_gpus)), "dry_run": True}
+    result = apply.plan(apply.prepare(stack, out_dir, write=False, no_gpus=no_gpus))
+    return {**result, "dry_run": True, "start_order": start_order(stack.services)}
 
 
 def _project_name(profile_path: str | None, project: str | None) -> str:
@@ -99,7 +109,14 @@ def status(
     if project and profile_path is None:
         return apply.status(project, None)
     _, stack = load(profile_path)
-    return apply.status(project or stack.project, apply.prepare(stack, out_dir, write=False, no_gpus=no_gpus))
+    lock = read_lock(profile_path)
+    locked = {}
+    for s in stack.services:  # the service's image is the lock's pinned reference, or a tag it left alone
+        entry = next((e for i, e in (lock.entries.items() if lock else []) if s.image in (i, e.get("pinned"))), None)
+        if entry:
+            locked[s.name] = entry
+    applied = apply.prepare(stack, out_dir, write=False, no_gpus=no_gpus)
+    return apply.status(project or stack.project, applied, locked)
 
 
 def logs(
@@ -116,6 +133,55 @@ def check(profile_path: str | None, out_dir: Path, *, timeout: float = 10.0) -> 
 
     _, stack = load(profile_path)
     return apply.check(apply.prepare(stack, out_dir, write=False), timeout)
+
+
+# --- air-gapped operations: pull, lock, bundle, load ---------------------------------------------
+
+
+def pull(profile_path: str | None, out_dir: Path, reporter: Any = None) -> dict[str, Any]:
+    """Pull every image, then download every hosted model into its server's cache volume."""
+    from . import airgap, apply
+
+    profile, stack = load(profile_path)
+    return airgap.pull(profile, apply.prepare(stack, out_dir, write=False), reporter)
+
+
+def lock(profile_path: str | None) -> dict[str, Any]:
+    """Resolve every image of the profile (as written, not as locked) to its digest; write the lock file."""
+    from . import airgap
+
+    _, stack = load(profile_path, pinned=False)
+    entries = airgap.lock_entries([s.image for s in stack.services])
+    path = write_lock(profile_path, stack.source, entries)
+    return {"lock": str(path), "images": [{"image": image, **entry} for image, entry in sorted(entries.items())]}
+
+
+def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
+    """One archive: the images, the model caches, the rendered files (without .env), the profile and its lock."""
+    from . import bundle as archive
+    from . import engine, modelcache
+
+    profile, stack = load(profile_path)
+    # compose.yml and config.yml hold ${NAME} references only: they do not depend on this host's .env.
+    rendered = render_stack(stack)
+    files = {f"rendered/{name}": rendered.files[name].encode() for name in archive.RENDERED}
+    if profile_path is None:
+        files["profile/default.yaml"] = default_profile_text().encode()
+    else:
+        files[f"profile/{Path(profile_path).name}"] = Path(profile_path).read_bytes()
+    locked = read_lock(profile_path)
+    if locked is not None:
+        files[f"profile/{Path(locked.path).name}"] = Path(locked.path).read_bytes()
+    images = sorted({s.image for s in stack.services})
+    return archive.write_bundle(engine.connect(), stack.project, images, modelcache.jobs(profile, stack), files, target)
+
+
+def load_bundle(path: Path, out_dir: Path, profile_dir: Path) -> dict[str, Any]:
+    """Verify every member of the bundle, then restore its images, volumes and files."""
+    from . import bundle as archive
+    from . import engine
+
+    return archive.load_bundle(engine.connect, path, out_dir, profile_dir)
 
 
 def _summary(stack: Stack) -> dict[str, Any]:

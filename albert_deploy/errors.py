@@ -31,3 +31,15 @@ class ServiceFailed(DockerError):
 
 class CheckFailed(DeployError):
     """``albert-deploy check`` found a model that does not honour its contract."""
+
+
+class LockError(DeployError):
+    """The lock file cannot be read or written, or an image has no digest to lock."""
+
+
+class OfflineError(DeployError):
+    """``offline: true`` and an image or a model cache is missing on this host."""
+
+
+class BundleError(DeployError):
+    """A bundle archive is corrupted, incomplete, or cannot be written or restored."""

@@ -29,7 +29,7 @@ def replace_directory(
     Returns "created", "updated" (the old output moved to the backups) or "unchanged"."""
     out_dir = out_dir.resolve()
     if out_dir.exists():
-        _check_ours(out_dir, ours)
+        check_ours(out_dir, ours)
         if _same(out_dir, files):
             return "unchanged"
     try:
@@ -52,7 +52,7 @@ def replace_directory(
     return "updated" if existed else "created"
 
 
-def _check_ours(out_dir: Path, ours: tuple[str, ...]) -> None:
+def check_ours(out_dir: Path, ours: tuple[str, ...]) -> None:
     if not out_dir.is_dir():
         raise RenderError(f"{out_dir}: exists and is not a directory; choose another output with -o")
     foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in ours)

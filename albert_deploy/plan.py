@@ -40,7 +40,8 @@ class Stack:
         return sorted({m.volume for s in self.services for m in s.mounts if not m.is_bind})
 
 
-def build_stack(profile: Profile, source: str) -> Stack:
+def build_stack(profile: Profile, source: str, pins: dict[str, str] | None = None) -> Stack:
+    """``pins``: image -> ``repository@sha256:…`` from the lock file (see ``lockfile``)."""
     release_module = MODULES[profile.api.release]
     release = release_module.RELEASE
     placement = place_models(profile, source)
@@ -59,6 +60,8 @@ def build_stack(profile: Profile, source: str) -> Stack:
     )
     api = _with_api_wiring(api, profile, [*dbs, *model_servers])
     services = tuple(_with_interval(s, profile.health_interval) for s in (*dbs, *model_servers, api))
+    if pins:
+        services = tuple(replace(s, image=pins.get(s.image, s.image)) for s in services)
     all_refs = {r for s in services for r in _refs(s.environment)} | set(_refs(config))
     operator = sorted({r.name for r in all_refs if r.default is not None} | _external_keys(profile))
     secrets = sorted({r.name for r in all_refs} - set(operator))

@@ -31,6 +31,7 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 STACK_SERVICES = ("api", "redis", "postgres", "qdrant", "elasticsearch")
 RESERVED_SERVICES = STACK_SERVICES
+IMAGE_KEYS = (*STACK_SERVICES, "downloader")  # `images:` also names the image `pull` downloads models with
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|K|M|G|T)?\s*$", re.IGNORECASE)
 _UNITS = {
@@ -279,8 +280,10 @@ class Profile(Strict):
     gpus: GpuInventory | None = Field(None, description="The host's GPUs: a pool, a list, or 'auto' to detect them.")
     placement: Literal["pack", "spread"] = Field("pack", description="pack: as few GPUs as possible; spread: balance.")
     share_gpus: bool = Field(False, description="Allow two models to pin the same GPU id.")
-    images: dict[Literal[STACK_SERVICES], Annotated[str, Field(min_length=1)]] = Field(  # type: ignore[valid-type]
-        default_factory=dict, description="Override the image of the API or a database, e.g. for a registry mirror."
+    images: dict[Literal[IMAGE_KEYS], Annotated[str, Field(min_length=1)]] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="Override the image of the API or a database, e.g. for a registry mirror; `downloader`: the "
+        "image `albert-deploy pull` runs the Hugging Face download in (needs python3 and huggingface_hub).",
     )
     offline: bool = Field(
         False, description="Air-gapped host: model servers never reach the Hugging Face Hub (HF_HUB_OFFLINE=1)."

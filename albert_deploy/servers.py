@@ -106,3 +106,27 @@ def one_at_a_time_per_gpu(services: list[Service], placement: Placement) -> list
         previous.update(dict.fromkeys(devices, service.name))
     order = {s.name: i for i, s in enumerate(services)}
     return sorted(chained, key=lambda s: order[s.name])
+
+
+def start_order(services: tuple[Service, ...] | list[Service]) -> list[dict[str, object]]:
+    """Per GPU device id, its servers in the order they start (each once the previous one is healthy).
+
+    Read back from the ``depends_on`` chain that ``one_at_a_time_per_gpu`` wrote; services without
+    a device id (CPU, or "any N" GPUs) start as soon as their own dependencies allow."""
+    by_name = {s.name: s for s in services}
+    devices = sorted({d for s in services if s.gpu for d in s.gpu.device_ids}, key=lambda d: (len(d), d))
+    result: list[dict[str, object]] = []
+    for device in devices:
+        here = [s.name for s in services if s.gpu and device in s.gpu.device_ids]
+
+        def before(name: str, here: list[str] = here) -> int:  # how many on this GPU it waits for, transitively
+            seen, todo = set(), list(by_name[name].depends_on)
+            while todo:
+                dep = todo.pop()
+                if dep not in seen and dep in by_name:
+                    seen.add(dep)
+                    todo.extend(by_name[dep].depends_on)
+            return len(seen & set(here))
+
+        result.append({"gpu": device, "services": sorted(here, key=before)})
+    return result

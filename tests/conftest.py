@@ -2,18 +2,24 @@
 
 Docker: tests that need the daemon use ``docker_client`` (a real daemon, never skipped: with no
 daemon they fail with the fix), ``standin_images`` (the locally built stand-ins for images that
-cannot be pulled here) and ``docker_labels`` (labels for what a test creates, removed afterwards).
+cannot be pulled here), ``docker_labels`` (labels for what a test creates, removed afterwards) and
+``loopback_registry`` (a real registry on 127.0.0.1 for pulls, pushes and digests).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.helpers import SMALL, Deployment, free_port, remove_project
 
 STANDINS = Path(__file__).resolve().parent / "standins"
 TEST_LABEL = "albert-deploy.test"
@@ -72,3 +78,44 @@ def docker_labels(docker_client: Any) -> Iterator[dict[str, str]]:
         yield {TEST_LABEL: value}
     finally:
         remove_labelled(docker_client, value)
+
+
+@pytest.fixture
+def loopback_registry(tmp_path: Path) -> Iterator[str]:
+    """A real registry on 127.0.0.1 (Debian's docker-registry), stopped by its PID afterwards."""
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    server = subprocess.Popen(
+        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def deploy(docker_client: Any, standin_images: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
+    """Make deployments; remove all they created, by label, whatever happens."""
+    made: list[Deployment] = []
+
+    def make(base: Path = SMALL, **changes: Any) -> Deployment:
+        made.append(Deployment(docker_client, tmp_path, base, **changes))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for deployment in made:
+            remove_project(docker_client, deployment.project)

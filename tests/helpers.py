@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
+from click.testing import CliRunner, Result
+
+from albert_deploy.cli import cli
+from albert_deploy.containers import PROJECT, SERVICE
+
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
+STANDIN_PROFILES = Path(__file__).resolve().parent / "profiles"
+FULL, SMALL = STANDIN_PROFILES / "standins.yaml", STANDIN_PROFILES / "standins-small.yaml"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "albert-config-samples"
 
 
@@ -48,3 +58,74 @@ def _unescape(value: Any) -> Any:
 def fixed_env(names: tuple[str, ...]) -> str:
     """A .env with known, non-random secrets, so rendered output can be compared byte for byte."""
     return "".join(f"{name}=test-{name.lower().replace('_', '-')}\n" for name in names)
+
+
+def remove_project(client: Any, project: str) -> None:
+    """Everything labelled with ``project``: containers, then networks, then volumes."""
+    label = {"label": f"{PROJECT}={project}"}
+    for container in client.containers.list(all=True, filters=label):
+        container.remove(force=True)
+    for network in client.networks.list(filters=label):
+        network.remove()
+    for volume in client.volumes.list(filters=label):
+        volume.remove(force=True)
+
+
+class Deployment:
+    """One project: its profile copy, its output directory, and shortcuts to the CLI."""
+
+    def __init__(self, client: Any, tmp: Path, base: Path, **changes: Any) -> None:
+        self.client = client
+        self.project = f"adt-{uuid.uuid4().hex[:10]}"
+        self.port = free_port()
+        self.dir = tmp / self.project
+        self.dir.mkdir()
+        self.out = self.dir / "deploy"
+        self.profile = self.dir / "profile.yaml"
+        self.data = yaml.safe_load(base.read_text())
+        self.data["project"] = self.project
+        self.data["api"]["port"] = self.port
+        self.edit(**changes)
+
+    def edit(self, **changes: Any) -> None:
+        self.data.update(changes)
+        self.profile.write_text(yaml.safe_dump(self.data))
+
+    def model(self, name: str) -> dict[str, Any]:
+        return next(m for m in self.data["models"] if m["model"].rsplit("/", 1)[-1].lower() == name)
+
+    def cli(self, *args: str) -> Result:
+        command, rest = args[0], list(args[1:])
+        if command == "logs":  # logs SERVICE [PROFILE]
+            command, rest = f"logs {rest[0]}", rest[1:]
+        with_profile = [*command.split(), str(self.profile)]
+        if command in ("up", "plan", "status", "check"):
+            with_profile += ["-o", str(self.out)]
+        return CliRunner().invoke(cli, [*with_profile, *rest], catch_exceptions=False)
+
+    def up(self, *args: str) -> dict[str, Any]:
+        result = self.cli("up", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def ids(self) -> dict[str, str]:
+        found = self.client.containers.list(all=True, filters={"label": f"{PROJECT}={self.project}"})
+        return {c.labels[SERVICE]: c.id for c in found}
+
+    def container(self, service: str) -> Any:
+        (found,) = self.client.containers.list(
+            all=True, filters={"label": [f"{PROJECT}={self.project}", f"{SERVICE}={service}"]}
+        )
+        return found
+
+    def api_state(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/standin/state", timeout=5) as answer:
+            return dict(json.load(answer))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -9,114 +9,24 @@ with ``--no-gpus``, and one test checks how the daemon's refusal of a GPU reques
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from albert_deploy import commands
 from albert_deploy.cli import cli
-from albert_deploy.containers import PROJECT, SERVICE
-from tests.helpers import compose_binary
+from albert_deploy.containers import PROJECT
+from tests.helpers import FULL, SMALL, Deployment, compose_binary, free_port, remove_project
 
 pytestmark = pytest.mark.docker
 
-PROFILES = Path(__file__).resolve().parent / "profiles"
-FULL, SMALL = PROFILES / "standins.yaml", PROFILES / "standins-small.yaml"
 MODELS = ["guillaumetell-7b", "multilingual-e5-large", "whisper-large-v3-turbo", "bge-reranker-v2-m3"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def remove_project(client: Any, project: str) -> None:
-    """Everything labelled with ``project``: containers, then networks, then volumes."""
-    label = {"label": f"{PROJECT}={project}"}
-    for container in client.containers.list(all=True, filters=label):
-        container.remove(force=True)
-    for network in client.networks.list(filters=label):
-        network.remove()
-    for volume in client.volumes.list(filters=label):
-        volume.remove(force=True)
-
-
-class Deployment:
-    """One project: its profile copy, its output directory, and shortcuts to the CLI."""
-
-    def __init__(self, client: Any, tmp: Path, base: Path, **changes: Any) -> None:
-        self.client = client
-        self.project = f"adt-{uuid.uuid4().hex[:10]}"
-        self.port = _free_port()
-        self.dir = tmp / self.project
-        self.dir.mkdir()
-        self.out = self.dir / "deploy"
-        self.profile = self.dir / "profile.yaml"
-        self.data = yaml.safe_load(base.read_text())
-        self.data["project"] = self.project
-        self.data["api"]["port"] = self.port
-        self.edit(**changes)
-
-    def edit(self, **changes: Any) -> None:
-        self.data.update(changes)
-        self.profile.write_text(yaml.safe_dump(self.data))
-
-    def model(self, name: str) -> dict[str, Any]:
-        return next(m for m in self.data["models"] if m["model"].rsplit("/", 1)[-1].lower() == name)
-
-    def cli(self, *args: str) -> Result:
-        command, rest = args[0], list(args[1:])
-        if command == "logs":  # logs SERVICE [PROFILE]
-            command, rest = f"logs {rest[0]}", rest[1:]
-        with_profile = [*command.split(), str(self.profile)]
-        if command in ("up", "plan", "status", "check"):
-            with_profile += ["-o", str(self.out)]
-        return CliRunner().invoke(cli, [*with_profile, *rest], catch_exceptions=False)
-
-    def up(self, *args: str) -> dict[str, Any]:
-        result = self.cli("up", "--json", *args)
-        assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)
-
-    def ids(self) -> dict[str, str]:
-        found = self.client.containers.list(all=True, filters={"label": f"{PROJECT}={self.project}"})
-        return {c.labels[SERVICE]: c.id for c in found}
-
-    def container(self, service: str) -> Any:
-        (found,) = self.client.containers.list(
-            all=True, filters={"label": [f"{PROJECT}={self.project}", f"{SERVICE}={service}"]}
-        )
-        return found
-
-    def api_state(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/standin/state", timeout=5) as answer:
-            return dict(json.load(answer))
-
-
-@pytest.fixture
-def deploy(docker_client: Any, standin_images: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Deployment]]:
-    """Make deployments; remove all they created, by label, whatever happens."""
-    made: list[Deployment] = []
-
-    def make(base: Path = SMALL, **changes: Any) -> Deployment:
-        made.append(Deployment(docker_client, tmp_path, base, **changes))
-        return made[-1]
-
-    try:
-        yield make
-    finally:
-        for deployment in made:
-            remove_project(docker_client, deployment.project)
 
 
 # --- the whole stack ----------------------------------------------------------------------------
@@ -223,37 +133,12 @@ def test_a_gpu_request_without_the_nvidia_runtime(deploy: Callable[..., Deployme
 def test_an_image_that_cannot_be_pulled_is_named(deploy: Callable[..., Deployment]) -> None:
     # A loopback registry where nothing listens: a pull fails at once, and no traffic leaves the host.
     d = deploy()
-    d.data["images"]["redis"] = f"127.0.0.1:{_free_port()}/missing/redis:1"
+    d.data["images"]["redis"] = f"127.0.0.1:{free_port()}/missing/redis:1"
     d.edit()
     result = d.cli("up")
     assert result.exit_code == 1
     assert f"image {d.data['images']['redis']} is not present locally and cannot be pulled" in result.stderr
     assert d.ids() == {}
-
-
-@pytest.fixture
-def loopback_registry(tmp_path: Path) -> Iterator[str]:
-    """A real registry on 127.0.0.1 (Debian's docker-registry), stopped by its PID afterwards."""
-    port = _free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    server = subprocess.Popen(
-        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_a_missing_image_is_pulled_with_progress(

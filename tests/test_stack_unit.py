@@ -313,18 +313,18 @@ def test_live_table_redraws_in_place() -> None:
 
 
 def test_connection_errors_say_how_to_fix_them() -> None:
-    from albert_deploy import stack
+    from albert_deploy import engine
 
-    denied = str(stack._connection_error("('Connection aborted.', PermissionError(13, 'Permission denied'))"))
+    denied = str(engine._connection_error("('Connection aborted.', PermissionError(13, 'Permission denied'))"))
     assert "no permission on the Docker socket" in denied and "docker group" in denied
-    absent = str(stack._connection_error("('Connection aborted.', FileNotFoundError(2, 'No such file'))"))
+    absent = str(engine._connection_error("('Connection aborted.', FileNotFoundError(2, 'No such file'))"))
     assert "cannot reach the Docker daemon" in absent and "DOCKER_HOST" in absent
 
 
 def test_redaction_hides_every_secret() -> None:
-    from albert_deploy import stack
+    from albert_deploy import engine
 
-    assert stack.redact("key=abcdef123 and abc", ("abcdef123", "abc")) == "key=******** and abc"
+    assert engine.redact("key=abcdef123 and abc", ("abcdef123", "abc")) == "key=******** and abc"
 
 
 def test_check_jobs_hosted_inside_external_on_host_and_through_the_api(
