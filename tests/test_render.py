@@ -347,3 +347,12 @@ def test_runbook_says_what_runs_where_without_secrets(tmp_path: Path) -> None:
     assert "http://127.0.0.1:8080" in runbook
     for value in parse_env((tmp_path / ".env").read_text()).values():
         assert value not in runbook
+
+
+def test_published_schema_is_up_to_date() -> None:
+    """docs/profile.schema.json is what editors validate profiles against: regenerate it with
+    `albert-deploy schema > docs/profile.schema.json` when the profile format changes."""
+    import json
+
+    published = json.loads((REPO / "docs" / "profile.schema.json").read_text())
+    assert published == json.loads(CliRunner().invoke(cli, ["schema"]).stdout)
