@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from . import engine, images, modelcache
@@ -45,9 +46,14 @@ def lock_entries(stack_images: list[str]) -> dict[str, dict[str, Any]]:
 def offline_check(profile: Profile, applied: Applied) -> None:
     """With ``offline: true``: refuse before anything starts when an image or a model cache is missing."""
     client = engine.connect()
-    present = images.image_ids(client, {s.image for s in applied.stack.services})
+    # An image present only by the id its lock entry recorded (a loaded bundle) counts as present.
+    present, run_as = images.local_images(client, {s.image for s in applied.stack.services}, applied.stack.locked_ids)
     missing = [f"image {image}" for image, image_id in sorted(present.items()) if image_id is None]
-    todo = [j for j in modelcache.jobs(profile, applied.stack) if present.get(j.image)]
+    todo = [
+        replace(j, image=run_as.get(j.image, j.image))
+        for j in modelcache.jobs(profile, applied.stack)
+        if present.get(j.image)
+    ]
     missing += [
         f"model {j.model_id} (volume {applied.stack.project}_{j.volume})"
         for j in modelcache.missing_caches(client, applied.stack.project, todo)

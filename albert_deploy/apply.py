@@ -83,7 +83,7 @@ def plan(applied: Applied) -> dict[str, Any]:
     from . import stack as docker_stack
 
     client = engine.connect()
-    actions = docker_stack.plan(client, applied.project)
+    actions = docker_stack.plan(client, applied.project, applied.stack.locked_ids)
     return {"project": applied.project.name, "actions": [a.as_dict() for a in actions], "changes": _changes(actions)}
 
 
@@ -105,7 +105,13 @@ def up(
     t0 = time.monotonic()
     client = engine.connect()
     result = docker_stack.up(
-        client, applied.project, timeouts=limits, detach=detach, reporter=reporter, secrets=_secrets(applied.env)
+        client,
+        applied.project,
+        timeouts=limits,
+        detach=detach,
+        reporter=reporter,
+        secrets=_secrets(applied.env),
+        locked_ids=applied.stack.locked_ids,
     )
     no_gpus = any(s.get("x-no-gpus") for s in applied.project.services.values())
     return {
@@ -181,7 +187,8 @@ def status(project: str, applied: Applied | None, locked: dict[str, dict[str, An
 
     # Without a .env the secrets would be new ones: every service would look changed.
     desired = applied.project if applied and applied.had_env else None
-    rows = stackops.status(engine.connect(), project, desired, locked or {})
+    locked_ids = applied.stack.locked_ids if applied else {}
+    rows = stackops.status(engine.connect(), project, desired, locked or {}, locked_ids)
     return {
         "project": project,
         "services": rows,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .errors import LockError
 from .lockfile import read_lock, write_lock
 from .plan import Stack, build_stack
 from .profile import DEFAULT_PROFILE, Profile, load_profile, profile_json_schema
@@ -19,7 +20,9 @@ def load(profile_path: str | None, pinned: bool = True) -> tuple[Profile, Stack]
     """The profile and its stack; with ``pinned``, images locked by ``albert-deploy lock`` run by digest."""
     profile = load_profile(profile_path)
     lock = read_lock(profile_path) if pinned else None
-    return profile, build_stack(profile, profile_path or DEFAULT_PROFILE, lock.pins if lock else None)
+    return profile, build_stack(
+        profile, profile_path or DEFAULT_PROFILE, lock.pins if lock else None, lock.ids if lock else None
+    )
 
 
 def validate(profile_path: str | None) -> dict[str, Any]:
@@ -171,6 +174,12 @@ def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
         files[f"profile/{Path(profile_path).name}"] = Path(profile_path).read_bytes()
     locked = read_lock(profile_path)
     if locked is not None:
+        if locked.unbundlable:  # `load` drops registry digests: without the id nothing would match them there
+            raise LockError(
+                f"{locked.path}: no image id recorded for {', '.join(locked.unbundlable)} (locked before it was "
+                "pulled), so the offline host could not match it: run `albert-deploy pull`, then "
+                "`albert-deploy lock` again"
+            )
         files[f"profile/{Path(locked.path).name}"] = Path(locked.path).read_bytes()
     images = sorted({s.image for s in stack.services})
     return archive.write_bundle(engine.connect(), stack.project, images, modelcache.jobs(profile, stack), files, target)

@@ -65,8 +65,11 @@ def labels(project: composefile.Project, service: str, config_hash: str, parts: 
     return result
 
 
-def create_request(project: composefile.Project, service: str, container_labels: Mapping[str, str]) -> dict[str, Any]:
-    """Keyword arguments for ``APIClient.create_container``."""
+def create_request(
+    project: composefile.Project, service: str, container_labels: Mapping[str, str], image: str | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for ``APIClient.create_container``; ``image``: what to run instead of the
+    service's reference (its locked image id, when only that is present: see ``images.local_images``)."""
     spec = project.services[service]
     network = network_name(project.name)
     name = container_name(project.name, service)
@@ -81,7 +84,7 @@ def create_request(project: composefile.Project, service: str, container_labels:
     if spec.get("shm_size"):
         host_config["ShmSize"] = parse_size(spec["shm_size"])
     request: dict[str, Any] = {
-        "image": spec["image"],
+        "image": image or spec["image"],
         "name": name,
         "labels": dict(container_labels),
         "environment": [f"{k}={'' if v is None else v}" for k, v in (spec.get("environment") or {}).items()],

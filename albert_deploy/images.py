@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,6 +28,33 @@ def image_ids(client: Any, images: set[str]) -> dict[str, str | None]:
     with ThreadPoolExecutor(max_workers=8) as pool:
         ordered = sorted(images)
         return dict(zip(ordered, pool.map(one, ordered), strict=True))
+
+
+def by_locked_id(
+    ids: Mapping[str, str | None], locked_ids: Mapping[str, str], found: Mapping[str, str | None]
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """The resolution rule. ``ids``: each image's id by its own reference (None: absent);
+    ``locked_ids``: pinned reference -> the id its lock entry recorded; ``found``: those ids as
+    inspected here. An absent pinned reference whose locked id is present is that image: returns
+    every image's id, and the reference to run for those found only by id (the id itself)."""
+    result, run_as = dict(ids), {}
+    for image, image_id in ids.items():
+        wanted = locked_ids.get(image)
+        # Only an exact id match: the id is the config digest, as strict a pin as the registry digest.
+        if image_id is None and wanted and found.get(wanted) == wanted:
+            result[image], run_as[image] = wanted, wanted
+    return result, run_as
+
+
+def local_images(
+    client: Any, images: set[str], locked_ids: Mapping[str, str] | None = None
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """``image_ids``, plus what the lock allows: ``docker load`` (of a bundle) drops RepoDigests, so
+    ``repository@sha256:…`` no longer resolves there while the same image is present by its id."""
+    locked_ids = locked_ids or {}
+    ids = image_ids(client, images)
+    wanted = {locked_ids[i] for i, v in ids.items() if v is None and i in locked_ids}
+    return by_locked_id(ids, locked_ids, image_ids(client, wanted) if wanted else {})
 
 
 def pull(client: Any, image: str, services: list[str], reporter: Reporter) -> str:

@@ -8,7 +8,11 @@ when it exists and run ``repository@sha256:…`` instead of the tag. Format::
         {"digest": "sha256:…", "pinned": "redis/redis-stack-server@sha256:…", "id": "sha256:…"},
      "my/local:1": {"digest": null, "pinned": null, "id": "sha256:…", "local_only": true}}}
 
-``id`` (the image's config digest) is what ``status`` compares a running container with.
+``id`` (the image's config digest) is what ``status`` compares a running container with, and what
+``up`` runs when ``repository@sha256:…`` does not resolve here: ``docker load`` (``albert-deploy
+load``) drops an image's RepoDigests but keeps its id, which is content-addressed as well. An entry
+pinned without an id (locked from the registry, before a pull) cannot be used that way: ``bundle``
+refuses it.
 """
 
 from __future__ import annotations
@@ -35,6 +39,16 @@ class Lock:
     def pins(self) -> dict[str, str]:
         """Image -> ``repository@sha256:…``; local-only images are not pinned."""
         return {image: e["pinned"] for image, e in self.entries.items() if e.get("pinned")}
+
+    @property
+    def ids(self) -> dict[str, str]:
+        """``repository@sha256:…`` -> the image id recorded with it (see ``images.local_images``)."""
+        return {e["pinned"]: e["id"] for e in self.entries.values() if e.get("pinned") and e.get("id")}
+
+    @property
+    def unbundlable(self) -> list[str]:
+        """Pinned images whose id was not recorded: after `load` nothing could match them."""
+        return sorted(image for image, e in self.entries.items() if e.get("pinned") and not e.get("id"))
 
 
 def lock_path(profile_path: str | None) -> Path:

@@ -34,14 +34,19 @@ class Stack:
     secrets: tuple[str, ...]  # generated into .env
     operator_env: tuple[str, ...]  # the operator provides these (external keys, HF_TOKEN)
     placement: Placement = field(compare=False)
+    # Lock file: pinned ``repository@sha256:…`` -> its image id, for hosts where only the id resolves.
+    locked_ids: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def volumes(self) -> list[str]:
         return sorted({m.volume for s in self.services for m in s.mounts if not m.is_bind})
 
 
-def build_stack(profile: Profile, source: str, pins: dict[str, str] | None = None) -> Stack:
-    """``pins``: image -> ``repository@sha256:…`` from the lock file (see ``lockfile``)."""
+def build_stack(
+    profile: Profile, source: str, pins: dict[str, str] | None = None, locked_ids: dict[str, str] | None = None
+) -> Stack:
+    """``pins``: image -> ``repository@sha256:…`` from the lock file (see ``lockfile``);
+    ``locked_ids``: ``repository@sha256:…`` -> the image id the lock recorded with it."""
     release_module = MODULES[profile.api.release]
     release = release_module.RELEASE
     placement = place_models(profile, source)
@@ -76,6 +81,7 @@ def build_stack(profile: Profile, source: str, pins: dict[str, str] | None = Non
         secrets=tuple(secrets),
         operator_env=tuple(operator),
         placement=placement,
+        locked_ids=dict(locked_ids or {}),
     )
 
 

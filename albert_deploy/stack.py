@@ -31,7 +31,7 @@ from .engine import (
     stop_and_remove,
 )
 from .errors import DockerError, ServiceFailed
-from .images import image_ids, pull
+from .images import local_images, pull
 from .progress import Reporter, Silent
 
 POLL_S = 0.5  # fallback only: daemon events wake the loop at once
@@ -54,9 +54,11 @@ def desired_state(project: composefile.Project, image_ids: Mapping[str, str | No
     ]
 
 
-def plan(client: Any, project: composefile.Project) -> list[reconcile.Action]:
+def plan(
+    client: Any, project: composefile.Project, locked_ids: Mapping[str, str] | None = None
+) -> list[reconcile.Action]:
     """What ``up`` would do, touching nothing."""
-    ids = image_ids(client, {s["image"] for s in project.services.values()})
+    ids, _ = local_images(client, {s["image"] for s in project.services.values()}, locked_ids)
     return reconcile.plan_actions(desired_state(project, ids), list_containers(client, project.name))
 
 
@@ -96,13 +98,17 @@ def up(
     detach: bool = False,
     reporter: Reporter | None = None,
     secrets: tuple[str, ...] = (),
+    locked_ids: Mapping[str, str] | None = None,
 ) -> UpResult:
-    """Converge ``project``: network, volumes, images, then containers in dependency order."""
+    """Converge ``project``: network, volumes, images, then containers in dependency order.
+
+    ``locked_ids``: pinned reference -> locked image id (``images.local_images``): a loaded bundle's
+    images run by id, with the same labels and config hash as by their reference."""
     t0 = time.monotonic()
     reporter = reporter or Silent()
     waves = reconcile.start_order({s: composefile.depends_on(spec) for s, spec in project.services.items()})
     images = {spec["image"] for spec in project.services.values()}
-    ids = image_ids(client, images)
+    ids, run_as = local_images(client, images, locked_ids)
     existing = list_containers(client, project.name)
     actions = reconcile.plan_actions(desired_state(project, ids), existing)
     changing = {a.service for a in actions if a.kind in (reconcile.CREATE, reconcile.RECREATE)}
@@ -117,7 +123,7 @@ def up(
             actions = reconcile.plan_actions(desired_state(project, ids), existing)
         network_created = ensure_network(client, project.name)
         ensure_volumes(client, project)
-        runner = _Runner(client, project, actions, ids, reporter, dict(timeouts or {}), detach, secrets)
+        runner = _Runner(client, project, actions, ids, reporter, dict(timeouts or {}), detach, secrets, run_as)
         try:
             runner.run(waves)
         except DockerError:
@@ -142,8 +148,9 @@ class _Runner:
         timeouts: dict[str, float],
         detach: bool,
         secrets: tuple[str, ...],
+        run_as: Mapping[str, str],
     ) -> None:
-        self.client, self.project, self.reporter = client, project, reporter
+        self.client, self.project, self.reporter, self.run_as = client, project, reporter, run_as
         self.image_ids, self.timeouts, self.detach, self.secrets = image_ids, timeouts, detach, secrets
         self.removals = [a for a in actions if a.kind == reconcile.REMOVE]
         self.progress = {a.service: _Progress(a, container=a.container) for a in actions if a.kind != reconcile.REMOVE}
@@ -299,7 +306,7 @@ class _Runner:
             reconcile.encode_parts(reconcile.service_parts(self.project, service)),
             self.image_ids.get(spec["image"]) or "",
         )
-        request = containers.create_request(self.project, service, labels)
+        request = containers.create_request(self.project, service, labels, self.run_as.get(spec["image"]))
         request["name"] += suffix
         try:
             return str(self.client.api.create_container(**request)["Id"])

@@ -12,7 +12,7 @@ from . import composefile, containers, reconcile
 from .containers import PROJECT, SERVICE
 from .engine import list_containers, remove_network, stop_and_remove
 from .errors import DockerError
-from .images import image_ids
+from .images import local_images
 from .stack import desired_state
 
 # --- down, status, logs -------------------------------------------------------------------------
@@ -51,12 +51,17 @@ def down(client: Any, project: str, volumes: bool = False) -> dict[str, Any]:
 
 
 def status(
-    client: Any, project: str, desired: composefile.Project | None, locked: Mapping[str, Mapping[str, Any]]
+    client: Any,
+    project: str,
+    desired: composefile.Project | None,
+    locked: Mapping[str, Mapping[str, Any]],
+    locked_ids: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per container of the project, with drift against ``desired`` (what renders now) and
     whether it runs the image its lock entry (``locked``, per service) names."""
     found = list_containers(client, project)
-    ids = image_ids(client, {s["image"] for s in desired.services.values()}) if desired else {}
+    images = {s["image"] for s in desired.services.values()} if desired else set()
+    ids = local_images(client, images, locked_ids)[0] if desired else {}
     wanted = {d.service: d for d in desired_state(desired, ids)} if desired else {}
     rows = []
     order = {name: i for i, name in enumerate(desired.services if desired else [])}

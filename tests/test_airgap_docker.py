@@ -167,7 +167,12 @@ def test_pull_lock_and_offline_up_against_a_loopback_registry(
         status = json.loads(d.cli("status", "--json").stdout)
         assert {r["lock"] for r in status["services"]} == {"matches"} and not status["lock_mismatch"]
 
-        # `up` pulls a pinned image that is missing here by its digest.
+        # `up` pulls a pinned image that is missing here by its digest. The stand-in's content stays
+        # here under its own tag, so the entry must carry no id (as when locked before a pull), or
+        # the locked-id match would rightly run that content instead of pulling.
+        data = json.loads(lock_file.read_text())
+        data["images"][pushed["redis"]]["id"] = None
+        lock_file.write_text(json.dumps(data))
         d.edit(offline=False)
         assert d.cli("down").exit_code == 0
         _untag(docker_client, pushed["redis"].rsplit(":", 1)[0] + "@")
@@ -300,6 +305,110 @@ def test_bundle_then_load_restores_images_volumes_and_files(
         for copy in copies.values():
             with contextlib.suppress(Exception):
                 docker_client.images.remove(copy)
+
+
+def test_a_locked_profile_survives_bundle_and_load(
+    deploy: Callable[..., Deployment],
+    loopback_registry: str,
+    standin_images: dict[str, str],
+    docker_client: Any,
+    tmp_path: Path,
+) -> None:
+    import docker.errors
+
+    timings: dict[str, float] = {}
+    run = uuid.uuid4().hex[:8]
+    # Images with ids of their own (a label on each stand-in): removing them really removes their
+    # content, so only `load` can bring it back; the stand-ins other tests use stay untouched.
+    pushed: dict[str, str] = {}
+    for key, name in {"api": "albert-api", "redis": "redis", "postgres": "postgres", "qdrant": "qdrant",
+                      "tei": "tei"}.items():  # fmt: skip
+        dockerfile = f"FROM {standin_images[name]}\nLABEL albert-deploy.test.run={run}\n"
+        pushed[key] = f"{loopback_registry}/locked/{name}:{run}"
+        docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=pushed[key], rm=True)
+        for line in docker_client.images.push(pushed[key], stream=True, decode=True):
+            assert "error" not in line, line
+    own_ids = {key: docker_client.images.get(image).id for key, image in pushed.items()}
+    d = deploy(offline=True)
+    d.data["images"] = {k: pushed[k] for k in ("api", "redis", "postgres", "qdrant")}
+    d.model("multilingual-e5-large")["image"] = pushed["tei"]
+    d.edit()
+    volume = f"{d.project}_multilingual-e5-large-cache"
+    try:
+        docker_client.volumes.create(volume, labels={PROJECT: d.project})
+        docker_client.containers.run(
+            pushed["tei"], remove=True, network_mode="none", labels={PROJECT: d.project},
+            volumes={volume: {"bind": "/data", "mode": "rw"}},
+            entrypoint=["sh", "-c", "mkdir -p /data/models--intfloat--multilingual-e5-large/snapshots/r1"],
+        )  # fmt: skip
+        locked = d.cli("lock", "--json")
+        assert locked.exit_code == 0, locked.output
+        entries = {e["image"]: e for e in json.loads(locked.stdout)["images"]}
+        pinned = {key: entries[image]["pinned"] for key, image in pushed.items()}
+        assert all(entries[image]["id"] == own_ids[key] for key, image in pushed.items())
+
+        # The connected host: up by digest, for the config hashes to compare with.
+        t0 = time.monotonic()
+        d.up()
+        timings["up (connected)"] = time.monotonic() - t0
+        before = {s: d.container(s).labels for s in d.ids()}
+        assert d.container("redis").attrs["Config"]["Image"] == pinned["redis"]
+
+        t0 = time.monotonic()
+        archive = tmp_path / "locked.tar"
+        made = _run("bundle", str(d.profile), "-o", str(archive), "--json")
+        assert made.exit_code == 0, made.output
+        assert "profile/profile.lock.json" in json.loads(made.stdout)["members"]
+        timings["bundle"] = time.monotonic() - t0
+
+        # The offline host: none of these images (by tag, digest or id), no volume.
+        assert d.cli("down", "--volumes").exit_code == 0
+        _untag(docker_client, loopback_registry + "/")
+        for image_id in own_ids.values():
+            with pytest.raises(docker.errors.ImageNotFound):
+                docker_client.images.get(image_id)
+        host = tmp_path / "offline"
+        out, profiles = host / "deploy", host / "profiles"
+        t0 = time.monotonic()
+        loaded = _run("load", str(archive), "-o", str(out), "--profile-dir", str(profiles), "--json")
+        assert loaded.exit_code == 0, loaded.output
+        timings["load"] = time.monotonic() - t0
+        assert (profiles / "profile.lock.json").is_file()
+        for key in pushed:  # the bug's premise: `docker load` brings the content back, not the digest
+            assert docker_client.images.get(own_ids[key]).id == own_ids[key]
+            with pytest.raises(docker.errors.ImageNotFound):
+                docker_client.images.get(pinned[key])
+        shutil.copy(d.out / ".env", out / ".env")  # the same secrets: config hashes comparable
+
+        # offline: true accepts the id match, and every container runs the locked content.
+        t0 = time.monotonic()
+        up = _run("up", str(profiles / "profile.yaml"), "-o", str(out), "--json")
+        assert up.exit_code == 0, up.output
+        timings["up (offline, after load)"] = time.monotonic() - t0
+        service_image = {"api": "api", "redis": "redis", "postgres": "postgres", "qdrant": "qdrant",
+                         "multilingual-e5-large": "tei"}  # fmt: skip
+        assert set(d.ids()) == set(service_image)
+        for service, key in service_image.items():
+            container = d.container(service)
+            assert container.attrs["Image"] == own_ids[key] == container.labels["com.docker.compose.image"]
+            if service != "api":  # the API's bind-mounted config has another path on this host
+                assert container.labels["com.docker.compose.config-hash"] == before[service][
+                    "com.docker.compose.config-hash"]  # fmt: skip
+        status = _run("status", str(profiles / "profile.yaml"), "-o", str(out), "--json")
+        rows = json.loads(status.stdout)
+        assert {r["lock"] for r in rows["services"]} == {"matches"} and not rows["lock_mismatch"]
+        assert {r["drift"] for r in rows["services"]} == {"none"}
+        again = _run("up", str(profiles / "profile.yaml"), "-o", str(out), "--json")
+        assert again.exit_code == 0 and json.loads(again.stdout)["changes"] == 0, again.output
+        print("locked bundle: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    finally:
+        from tests.helpers import remove_project
+
+        remove_project(docker_client, d.project)  # containers first: they hold the images
+        _untag(docker_client, loopback_registry + "/")
+        for image_id in own_ids.values():
+            with contextlib.suppress(docker.errors.APIError):
+                docker_client.images.remove(image_id, force=True)
 
 
 # --- GPU start order ----------------------------------------------------------------------------

@@ -133,3 +133,68 @@ def test_verify_names_the_bad_member_before_anything_loads(tmp_path: Path) -> No
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
     result = CliRunner().invoke(cli, ["load", str(tmp_path / "junk.tar")])
     assert result.exit_code == 1 and "junk.tar" in result.stderr
+
+
+def test_a_pinned_image_absent_here_resolves_to_its_locked_id_only() -> None:
+    import docker.errors
+
+    from albert_deploy import images
+
+    pinned, other = f"reg/redis@{DIGEST}", "reg/qdrant@sha256:" + "cd" * 32
+    loaded = "sha256:" + "11" * 32
+    # After `docker load`: the reference is gone, the id the lock recorded is there.
+    ids, run_as = images.by_locked_id({pinned: None}, {pinned: loaded}, {loaded: loaded})
+    assert ids == {pinned: loaded} and run_as == {pinned: loaded}
+    # Present by its own reference: run by it, whatever the lock says.
+    assert images.by_locked_id({pinned: "sha256:22"}, {pinned: loaded}, {loaded: loaded}) == ({pinned: "sha256:22"}, {})
+    # The locked id absent too, or another id, or no id locked: missing (pulled, or refused offline).
+    assert images.by_locked_id({pinned: None}, {pinned: loaded}, {loaded: None}) == ({pinned: None}, {})
+    assert images.by_locked_id({pinned: None}, {pinned: loaded}, {loaded: "sha256:33"}) == ({pinned: None}, {})
+    assert images.by_locked_id({other: None}, {pinned: loaded}, {loaded: loaded}) == ({other: None}, {})
+
+    class Api:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def inspect_image(self, ref: str) -> dict[str, str]:
+            self.asked.append(ref)
+            if ref != loaded:
+                raise docker.errors.ImageNotFound(ref)
+            return {"Id": loaded}
+
+    client = type("Client", (), {"api": Api()})()
+    assert images.local_images(client, {pinned, other}, {pinned: loaded}) == (
+        {pinned: loaded, other: None}, {pinned: loaded})  # fmt: skip
+    assert sorted(client.api.asked) == sorted([pinned, other, loaded])
+
+
+def test_the_lock_hands_its_ids_to_the_stack_and_the_container_runs_by_id(tmp_path: Path) -> None:
+    from albert_deploy import containers
+    from albert_deploy.apply import prepare
+
+    profile = _profile(tmp_path)
+    image_id = "sha256:" + "11" * 32
+    entries = {
+        "albert-deploy-test/redis:1": {"digest": DIGEST, "pinned": f"albert-deploy-test/redis@{DIGEST}", "id": image_id},
+        "albert-deploy-test/qdrant:1": {"digest": None, "pinned": None, "id": "sha256:1", "local_only": True},
+    }
+    lockfile.write_lock(str(profile), str(profile), entries)
+    _, stack = load(str(profile))
+    assert stack.locked_ids == {f"albert-deploy-test/redis@{DIGEST}": image_id}
+    project = prepare(stack, tmp_path / "out", write=False).project
+    request = containers.create_request(project, "redis", {}, image_id)
+    assert request["image"] == image_id
+    assert containers.create_request(project, "redis", {})["image"] == f"albert-deploy-test/redis@{DIGEST}"
+    # The compose entry (hence the config hash) keeps the pinned reference whichever form runs.
+    assert project.services["redis"]["image"] == f"albert-deploy-test/redis@{DIGEST}"
+
+
+def test_bundle_refuses_a_lock_without_image_ids(tmp_path: Path) -> None:
+    profile = _profile(tmp_path)
+    entries = {"albert-deploy-test/redis:1": {"digest": DIGEST, "pinned": f"albert-deploy-test/redis@{DIGEST}",
+                                              "id": None}}  # fmt: skip
+    lockfile.write_lock(str(profile), str(profile), entries)
+    result = CliRunner().invoke(cli, ["bundle", str(profile), "-o", str(tmp_path / "b.tar")])
+    assert result.exit_code == 1
+    assert "no image id recorded for albert-deploy-test/redis:1" in result.stderr
+    assert "albert-deploy lock" in result.stderr and not (tmp_path / "b.tar").exists()
