@@ -8,7 +8,7 @@ import re
 from . import catalog
 from .placement import ModelPlacement, Placement
 from .profile import HostedModel
-from .spec import Mount, Ref, Service
+from .spec import GpuAssignment, Mount, Ref, Service
 
 HF_TOKEN = Ref("HF_TOKEN", default="")
 
@@ -40,11 +40,19 @@ def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = Fal
         ports=(("127.0.0.1", model.port, server.port),) if model.port else (),
         mounts=(Mount(f"{name}-cache", server.cache_path),),
         healthcheck=health,
-        gpu=placed.gpu,
+        gpu=_gpu_for(server, placed),
         user=None,  # every image already runs as its own user
         shm_size="8gb" if server.name == "vllm" else None,
         model=name,
     )
+
+
+def _gpu_for(server: catalog.Server, placed: ModelPlacement) -> GpuAssignment | None:
+    # TEI has no build for GPUs below compute capability 7.5 (V100 and older): it runs its CPU
+    # image there, and reserving the GPU would only keep it from others.
+    if server.name == "tei" and placed.gpu and _image(server, placed).endswith(f"cpu-{catalog.TEI_VERSION}"):
+        return None
+    return placed.gpu
 
 
 def _image(server: catalog.Server, placed: ModelPlacement) -> str:

@@ -356,3 +356,14 @@ def test_published_schema_is_up_to_date() -> None:
 
     published = json.loads((REPO / "docs" / "profile.schema.json").read_text())
     assert published == json.loads(CliRunner().invoke(cli, ["schema"]).stdout)
+
+
+def test_tei_on_a_gpu_too_old_for_it_runs_its_cpu_image_without_reserving_the_gpu() -> None:
+    data = {
+        "gpus": {"count": 1, "name": "Tesla V100-SXM2-32GB"},
+        "models": [{"model": "intfloat/multilingual-e5-large"}, {"model": "AgentPublic/guillaumetell-7b"}],
+    }
+    services = {s.name: s for s in build_stack(validate_profile(data, "x"), "x").services}
+    assert services["multilingual-e5-large"].image.endswith(":cpu-1.8")
+    assert services["multilingual-e5-large"].gpu is None
+    assert services["guillaumetell-7b"].gpu is not None and services["guillaumetell-7b"].gpu.device_ids == ("0",)
