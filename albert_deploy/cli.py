@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, views
 from .errors import DeployError
 
 PROFILE = click.argument("profile", required=False, type=click.Path(dir_okay=False))
@@ -45,16 +45,16 @@ def cli() -> None:
 @cli.command()
 @PROFILE
 @click.option("-o", "--output", default="deploy", show_default=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory to write compose.yml, config.yml and .env (or the Kubernetes manifests) into.")
+              help="Directory to write compose.yml, config.yml and .env (or the Kubernetes manifests) into.")  # fmt: skip
 @click.option("--target", type=click.Choice(["compose", "kubernetes"]), default="compose", show_default=True,
-              help="compose: compose.yml, config.yml and .env; kubernetes: manifests for `kubectl apply -k OUTPUT`.")
+              help="compose: compose.yml, config.yml and .env; kubernetes: manifests for `kubectl apply -k OUTPUT`.")  # fmt: skip
 @JSON
 def render(profile: str | None, output: Path, target: str, as_json: bool) -> None:
     """Write the compose file, the API config and the secrets for PROFILE (or Kubernetes manifests)."""
     from . import commands
 
     result = run(lambda: commands.render(profile, output, target=target))
-    emit(result, as_json, _render_kubernetes_text if target == "kubernetes" else _render_text)
+    emit(result, as_json, views.render_kubernetes_text if target == "kubernetes" else views.render_text)
 
 
 @cli.command()
@@ -65,7 +65,7 @@ def validate(profile: str | None, as_json: bool) -> None:
     from . import commands
 
     result = run(lambda: commands.validate(profile))
-    emit(result, as_json, lambda r: f"{r['profile']}: valid ({len(r['models'])} models, Albert API {r['release']})")
+    emit(result, as_json, views.validate_text)
 
 
 @cli.command()
@@ -84,7 +84,7 @@ def plan_gpus(profile: str | None, as_json: bool) -> None:
     from . import commands
 
     result = run(lambda: commands.plan_gpus(profile))
-    emit(result, as_json, lambda r: r.pop("text"))
+    emit(result, as_json, views.plan_gpus_text)
 
 
 # --- apply: up, plan, down, status (ps), logs, check ---------------------------------------------
@@ -124,7 +124,7 @@ def up(
     reporter = EventLines(sys.stderr) if as_json else reporter_for(sys.stdout)
     result = run(lambda: commands.up(profile, output, no_gpus=no_gpus, timeouts=timeouts, detach=detach,
                                      dry_run=dry_run, reporter=reporter))  # fmt: skip
-    emit(result, as_json, _plan_text if dry_run else _up_text)
+    emit(result, as_json, views.plan_text if dry_run else views.up_text)
 
 
 @cli.command()
@@ -137,7 +137,7 @@ def plan(profile: str | None, output: Path, no_gpus: bool, as_json: bool) -> Non
     from . import commands
 
     result = run(lambda: commands.plan(profile, output, no_gpus=no_gpus))
-    emit(result, as_json, _plan_text)
+    emit(result, as_json, views.plan_text)
 
 
 @cli.command()
@@ -150,7 +150,7 @@ def down(profile: str | None, project: str | None, volumes: bool, as_json: bool)
     from . import commands
 
     result = run(lambda: commands.down(profile, project=project, volumes=volumes))
-    emit(result, as_json, _down_text)
+    emit(result, as_json, views.down_text)
 
 
 @cli.command()
@@ -164,7 +164,7 @@ def status(profile: str | None, output: Path, project: str | None, no_gpus: bool
     from . import commands
 
     result = run(lambda: commands.status(profile, output, project=project, no_gpus=no_gpus))
-    emit(result, as_json, _status_text)
+    emit(result, as_json, views.status_text)
 
 
 cli.add_command(status, name="ps")
@@ -201,7 +201,7 @@ def check(profile: str | None, output: Path, timeout: float, as_json: bool) -> N
     from .errors import CheckFailed
 
     result = run(lambda: commands.check(profile, output, timeout=timeout))
-    emit(result, as_json, _check_text)
+    emit(result, as_json, views.check_text)
     if not result["ok"]:
         failed = [f"{r['name']} ({r['via']})" for r in result["results"] if not r["ok"]]
         run(lambda: _raise(CheckFailed(f"{len(failed)} check(s) failed: {', '.join(failed)}")))
@@ -224,7 +224,7 @@ def pull(profile: str | None, output: Path, as_json: bool) -> None:
 
     reporter = EventLines(sys.stderr) if as_json else reporter_for(sys.stdout)
     result = run(lambda: commands.pull(profile, output, reporter=reporter))
-    emit(result, as_json, _pull_text)
+    emit(result, as_json, views.pull_text)
 
 
 @cli.command()
@@ -237,7 +237,7 @@ def lock(profile: str | None, as_json: bool) -> None:
     from . import commands
 
     result = run(lambda: commands.lock(profile))
-    emit(result, as_json, _lock_text)
+    emit(result, as_json, views.lock_text)
 
 
 @cli.command()
@@ -252,7 +252,7 @@ def bundle(profile: str | None, target: Path, as_json: bool) -> None:
     from . import commands
 
     result = run(lambda: commands.bundle(profile, target))
-    emit(result, as_json, _bundle_text)
+    emit(result, as_json, views.bundle_text)
 
 
 @cli.command()
@@ -266,132 +266,11 @@ def load(bundle_file: Path, output: Path, profile_dir: Path, as_json: bool) -> N
     from . import commands
 
     result = run(lambda: commands.load_bundle(bundle_file, output, profile_dir))
-    emit(result, as_json, _load_text)
-
-
-def _pull_text(result: dict[str, Any]) -> str:
-    lines = [f"Pulled {len(result['images'])} image(s):", *(f"  {i['image']}" for i in result["images"])]
-    if result["models"]:
-        lines.append(f"Downloaded {len(result['models'])} model(s) with {result['downloader']} "
-                     f"(Hugging Face token {result['token']}):")  # fmt: skip
-        lines += [f"  {m['model']} -> volume {m['volume']}" for m in result["models"]]
-    return "\n".join(lines)
-
-
-def _lock_text(result: dict[str, Any]) -> str:
-    lines = [f"Wrote {result['lock']}:"]
-    for i in result["images"]:
-        pinned = i["pinned"] or "not pinned: a local image with no registry digest (built or loaded here)"
-        lines.append(f"  {i['image']} -> {pinned}")
-    return "\n".join(lines)
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
-
-
-def _bundle_text(result: dict[str, Any]) -> str:
-    return "\n".join([f"Wrote {result['bundle']} ({_size(result['size'])}, {result['seconds']} s): "
-                      f"{len(result['images'])} image(s), {len(result['volumes'])} model cache(s)",
-                      *(f"  {n}  {_size(m['size'])}  sha256 {m['sha256'][:16]}" for n, m in result["members"].items()),
-                      "On the offline host: albert-deploy load FILE"])  # fmt: skip
-
-
-def _load_text(result: dict[str, Any]) -> str:
-    return "\n".join([f"Verified and loaded {result['bundle']} in {result['seconds']} s:",
-                      *(f"  image {i}" for i in result["images"]), *(f"  volume {v}" for v in result["volumes"]),
-                      f"  rendered files in {result['output']} ({result['files']})",
-                      *(f"  profile {p}" for p in result["profile"]),
-                      "Start it with: albert-deploy up " + (result["profile"][0] if result["profile"] else "")])  # fmt: skip
+    emit(result, as_json, views.load_text)
 
 
 def _raise(err: Exception) -> None:
     raise err
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-
-
-def _plan_text(result: dict[str, Any]) -> str:
-    rows = [["SERVICE", "ACTION", "WHY"]] + [[a["service"], a["action"], a["reason"]] for a in result["actions"]]
-    verdict = f"{result['changes']} change(s)" if result["changes"] else "nothing to do: the stack matches the profile"
-    order = [f"  GPU {o['gpu']}: " + " -> ".join(o["services"]) for o in result.get("start_order", [])]
-    if order:
-        order.insert(0, "Start order per GPU (each once the previous one is healthy; GPUs in parallel):")
-    return "\n".join([f"Project {result['project']}: {verdict}", *_table(rows), *order])
-
-
-def _up_text(result: dict[str, Any]) -> str:
-    rows = [["SERVICE", "IMAGE", "GPUS", "URL", "HEALTH"]]
-    rows += [[s["service"], s["image"], s["gpus"], s["url"], s["health"] or s["state"]] for s in result["services"]]
-    how = "started (not waiting for health: --detach)" if result["detached"] else "is up"
-    changes = f"{result['changes']} change(s)" if result["changes"] else "nothing changed"
-    return "\n".join([*_table(rows), f"Project {result['project']} {how}: {changes} in {result['seconds']:.1f} s.",
-                      f"Albert API: {result['api_url']}"])  # fmt: skip
-
-
-def _down_text(result: dict[str, Any]) -> str:
-    if not result["containers"] and not result["networks"] and not result["volumes"]:
-        return f"Project {result['project']}: nothing to remove."
-    lines = [f"Project {result['project']}: removed {len(result['containers'])} container(s)"]
-    lines += [f"  container {c}" for c in result["containers"]]
-    lines += [f"  network {n}" for n in result["networks"]]
-    lines += [f"  volume {v}" for v in result["volumes"]]
-    if not result["volumes"]:
-        lines.append("Volumes were kept (use --volumes to remove them).")
-    return "\n".join(lines)
-
-
-def _status_text(result: dict[str, Any]) -> str:
-    if not result["services"]:
-        return f"Project {result['project']}: no containers."
-    rows = [["SERVICE", "STATE", "HEALTH", "GPUS", "PORTS", "LOCK", "DRIFT"]]
-    rows += [[s["service"], s["state"], s["health"] or "-", s["gpus"], ",".join(s["ports"]) or "-", s["lock"],
-              s["drift"]] for s in result["services"]]  # fmt: skip
-    lines = [f"Project {result['project']}", *_table(rows)]
-    if result["drift"]:
-        lines.append("The stack differs from the profile: `albert-deploy plan` says what `up` would change.")
-    if result.get("lock_mismatch"):
-        lines.append("A container runs an image other than the lock file's: `albert-deploy up` recreates it.")
-    if any(s["started_by"] == "docker compose" for s in result["services"]):
-        lines.append("Containers started by docker compose carry compose's own config hash: "
-                     "`albert-deploy up` recreates them once.")  # fmt: skip
-    return "\n".join(lines)
-
-
-def _check_text(result: dict[str, Any]) -> str:
-    rows = [["MODEL", "VIA", "RESULT", "DETAIL"]]
-    rows += [[r["name"], r["via"], "ok" if r["ok"] else "FAILED", r["detail"]] for r in result["results"]]
-    return "\n".join([*_table(rows), *result["notes"]])
-
-
-def _render_text(result: dict[str, Any]) -> str:
-    lines = [f"Rendered {result['profile']} (Albert API {result['release']}) into {result['output']}/"]
-    width = max(len(s["service"]) for s in result["services"])
-    for s in result["services"]:
-        lines.append(f"  {s['service']:<{width}}  {s['role']:<8}  gpus {s['gpus']:<6}  {s['image']}")
-    if result["operator_env"]:
-        lines.append("Set if needed, in the environment or in .env: " + ", ".join(result["operator_env"]))
-    lines.append(f"Start it with: albert-deploy up, or docker compose -f {result['output']}/compose.yml up -d --wait")
-    return "\n".join(lines)
-
-
-def _render_kubernetes_text(result: dict[str, Any]) -> str:
-    lines = [f"Rendered {result['profile']} (Albert API {result['release']}) as Kubernetes manifests into "
-             f"{result['output']}/ (namespace {result['namespace']})"]  # fmt: skip
-    rows = [[w["service"], w["kind"], w["role"], f"gpus {w['gpus'] or '-'}", w["image"]] for w in result["workloads"]]
-    lines += ["  " + row for row in _table(rows)]
-    lines += [f"Kubernetes name of {old}: {new}" for old, new in result["renamed"].items()]
-    needed, optional = result["operator_required"], result["operator_optional"]
-    if needed or optional:
-        keys = " ".join(f"--from-literal={k}=..." for k in needed + optional)
-        what = ", ".join([*(f"{k} required" for k in needed), *(f"{k} optional" for k in optional)])
-        lines.append(f"Your own variables ({what}) go in Secret {result['operator_secret']}; create it with:\n"
-                     f"  kubectl -n {result['namespace']} create secret generic {result['operator_secret']} {keys}")  # fmt: skip
-    lines.append(f"Apply it with: kubectl apply -k {result['output']}")
-    return "\n".join(lines)
 
 
 def main() -> None:

@@ -1,0 +1,139 @@
+"""Text views of the commands' results: what `albert-deploy` prints without --json.
+
+Each function takes the JSON-ready dict a ``commands`` function returns and gives the text for a
+terminal. Pure formatting, no imports beyond the standard library: ``cli`` imports it at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def validate_text(result: dict[str, Any]) -> str:
+    return f"{result['profile']}: valid ({len(result['models'])} models, Albert API {result['release']})"
+
+
+def plan_gpus_text(result: dict[str, Any]) -> str:
+    text: str = result.pop("text")
+    return text
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def plan_text(result: dict[str, Any]) -> str:
+    rows = [["SERVICE", "ACTION", "WHY"]] + [[a["service"], a["action"], a["reason"]] for a in result["actions"]]
+    verdict = f"{result['changes']} change(s)" if result["changes"] else "nothing to do: the stack matches the profile"
+    order = [f"  GPU {o['gpu']}: " + " -> ".join(o["services"]) for o in result.get("start_order", [])]
+    if order:
+        order.insert(0, "Start order per GPU (each once the previous one is healthy; GPUs in parallel):")
+    return "\n".join([f"Project {result['project']}: {verdict}", *_table(rows), *order])
+
+
+def up_text(result: dict[str, Any]) -> str:
+    rows = [["SERVICE", "IMAGE", "GPUS", "URL", "HEALTH"]]
+    rows += [[s["service"], s["image"], s["gpus"], s["url"], s["health"] or s["state"]] for s in result["services"]]
+    how = "started (not waiting for health: --detach)" if result["detached"] else "is up"
+    changes = f"{result['changes']} change(s)" if result["changes"] else "nothing changed"
+    return "\n".join([*_table(rows), f"Project {result['project']} {how}: {changes} in {result['seconds']:.1f} s.",
+                      f"Albert API: {result['api_url']}"])  # fmt: skip
+
+
+def down_text(result: dict[str, Any]) -> str:
+    if not result["containers"] and not result["networks"] and not result["volumes"]:
+        return f"Project {result['project']}: nothing to remove."
+    lines = [f"Project {result['project']}: removed {len(result['containers'])} container(s)"]
+    lines += [f"  container {c}" for c in result["containers"]]
+    lines += [f"  network {n}" for n in result["networks"]]
+    lines += [f"  volume {v}" for v in result["volumes"]]
+    if not result["volumes"]:
+        lines.append("Volumes were kept (use --volumes to remove them).")
+    return "\n".join(lines)
+
+
+def status_text(result: dict[str, Any]) -> str:
+    if not result["services"]:
+        return f"Project {result['project']}: no containers."
+    rows = [["SERVICE", "STATE", "HEALTH", "GPUS", "PORTS", "LOCK", "DRIFT"]]
+    rows += [[s["service"], s["state"], s["health"] or "-", s["gpus"], ",".join(s["ports"]) or "-", s["lock"],
+              s["drift"]] for s in result["services"]]  # fmt: skip
+    lines = [f"Project {result['project']}", *_table(rows)]
+    if result["drift"]:
+        lines.append("The stack differs from the profile: `albert-deploy plan` says what `up` would change.")
+    if result.get("lock_mismatch"):
+        lines.append("A container runs an image other than the lock file's: `albert-deploy up` recreates it.")
+    if any(s["started_by"] == "docker compose" for s in result["services"]):
+        lines.append("Containers started by docker compose carry compose's own config hash: "
+                     "`albert-deploy up` recreates them once.")  # fmt: skip
+    return "\n".join(lines)
+
+
+def check_text(result: dict[str, Any]) -> str:
+    rows = [["MODEL", "VIA", "RESULT", "DETAIL"]]
+    rows += [[r["name"], r["via"], "ok" if r["ok"] else "FAILED", r["detail"]] for r in result["results"]]
+    return "\n".join([*_table(rows), *result["notes"]])
+
+
+def render_text(result: dict[str, Any]) -> str:
+    lines = [f"Rendered {result['profile']} (Albert API {result['release']}) into {result['output']}/"]
+    width = max(len(s["service"]) for s in result["services"])
+    for s in result["services"]:
+        lines.append(f"  {s['service']:<{width}}  {s['role']:<8}  gpus {s['gpus']:<6}  {s['image']}")
+    if result["operator_env"]:
+        lines.append("Set if needed, in the environment or in .env: " + ", ".join(result["operator_env"]))
+    lines.append(f"Start it with: albert-deploy up, or docker compose -f {result['output']}/compose.yml up -d --wait")
+    return "\n".join(lines)
+
+
+def render_kubernetes_text(result: dict[str, Any]) -> str:
+    lines = [f"Rendered {result['profile']} (Albert API {result['release']}) as Kubernetes manifests into "
+             f"{result['output']}/ (namespace {result['namespace']})"]  # fmt: skip
+    rows = [[w["service"], w["kind"], w["role"], f"gpus {w['gpus'] or '-'}", w["image"]] for w in result["workloads"]]
+    lines += ["  " + row for row in _table(rows)]
+    lines += [f"Kubernetes name of {old}: {new}" for old, new in result["renamed"].items()]
+    needed, optional = result["operator_required"], result["operator_optional"]
+    if needed or optional:
+        keys = " ".join(f"--from-literal={k}=..." for k in needed + optional)
+        what = ", ".join([*(f"{k} required" for k in needed), *(f"{k} optional" for k in optional)])
+        lines.append(f"Your own variables ({what}) go in Secret {result['operator_secret']}; create it with:\n"
+                     f"  kubectl -n {result['namespace']} create secret generic {result['operator_secret']} {keys}")  # fmt: skip
+    lines.append(f"Apply it with: kubectl apply -k {result['output']}")
+    return "\n".join(lines)
+
+
+def pull_text(result: dict[str, Any]) -> str:
+    lines = [f"Pulled {len(result['images'])} image(s):", *(f"  {i['image']}" for i in result["images"])]
+    if result["models"]:
+        lines.append(f"Downloaded {len(result['models'])} model(s) with {result['downloader']} "
+                     f"(Hugging Face token {result['token']}):")  # fmt: skip
+        lines += [f"  {m['model']} -> volume {m['volume']}" for m in result["models"]]
+    return "\n".join(lines)
+
+
+def lock_text(result: dict[str, Any]) -> str:
+    lines = [f"Wrote {result['lock']}:"]
+    for i in result["images"]:
+        pinned = i["pinned"] or "not pinned: a local image with no registry digest (built or loaded here)"
+        lines.append(f"  {i['image']} -> {pinned}")
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def bundle_text(result: dict[str, Any]) -> str:
+    return "\n".join([f"Wrote {result['bundle']} ({_size(result['size'])}, {result['seconds']} s): "
+                      f"{len(result['images'])} image(s), {len(result['volumes'])} model cache(s)",
+                      *(f"  {n}  {_size(m['size'])}  sha256 {m['sha256'][:16]}" for n, m in result["members"].items()),
+                      "On the offline host: albert-deploy load FILE"])  # fmt: skip
+
+
+def load_text(result: dict[str, Any]) -> str:
+    return "\n".join([f"Verified and loaded {result['bundle']} in {result['seconds']} s:",
+                      *(f"  image {i}" for i in result["images"]), *(f"  volume {v}" for v in result["volumes"]),
+                      f"  rendered files in {result['output']} ({result['files']})",
+                      *(f"  profile {p}" for p in result["profile"]),
+                      "Start it with: albert-deploy up " + (result["profile"][0] if result["profile"] else "")])  # fmt: skip
