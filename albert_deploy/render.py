@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ def to_yaml_scalar(value: Any, escape: Callable[[str], str]) -> str:
     ``escape`` protects literal text from the reader's own interpolation (compose's ``$``);
     references are written as ``${NAME}`` so that interpolation fills them."""
     text = json.dumps(_literal(value, escape), ensure_ascii=False)
+    if text.isprintable() and _YAML_UNSAFE.isdisjoint(text):
+        return text  # the common case: nothing to escape
     return "".join(_yaml_escape(c) for c in text)
 
 
@@ -72,6 +75,18 @@ def _comment(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in str(text))
 
 
+@cache
+def _bytecode_cache() -> Any:
+    """Compiled templates, kept in Jinja's per-user temporary directory: compiling them is most of
+    render's own time. Keyed by each template's source checksum, so an edit is never served stale."""
+    import jinja2
+
+    try:
+        return jinja2.FileSystemBytecodeCache()
+    except (OSError, RuntimeError):  # no usable private temporary directory: compile every time
+        return None
+
+
 def _environment(escape: Callable[[str], str]) -> Any:
     import jinja2
 
@@ -80,6 +95,7 @@ def _environment(escape: Callable[[str], str]) -> Any:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters["q"] = lambda v: to_yaml_scalar(v, _dollar)
     env.filters["v"] = lambda v: to_yaml_scalar(v, escape)
