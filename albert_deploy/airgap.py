@@ -6,7 +6,7 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from . import engine, images, modelcache
+from . import containers, engine, images, modelcache
 from .apply import Applied
 from .errors import OfflineError
 from .profile import Profile
@@ -55,7 +55,7 @@ def offline_check(profile: Profile, applied: Applied) -> None:
         if present.get(j.image)
     ]
     missing += [
-        f"model {j.model_id} (volume {applied.stack.project}_{j.volume})"
+        f"model {j.model_id} (volume {containers.volume_name(applied.stack.project, j.volume)})"
         for j in modelcache.missing_caches(client, applied.stack.project, todo)
     ]
     if missing:

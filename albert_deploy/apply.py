@@ -35,13 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import composefile
+from . import composefile, envfile
 from .errors import DeployError
 from .plan import Stack
-from .render import COMPOSE_FILE, ENV_FILE, render_stack, write_rendered
-from .spec import Service
-
-API_PORT = 8000
+from .render import COMPOSE_FILE, ENV_FILE, existing_env, render_stack, write_rendered
+from .spec import Service, gpus_text
 
 
 @dataclass(frozen=True)
@@ -53,26 +51,19 @@ class Applied:
 
 
 def prepare(stack: Stack, out_dir: Path, write: bool, no_gpus: bool = False) -> Applied:
-    """Render ``stack`` and load it back as compose does. ``write=False`` touches no file."""
-    env_path = out_dir / ENV_FILE
-    existing = env_path.read_text(encoding="utf-8") if env_path.is_file() else None
+    """Render ``stack`` and load it back as compose does. ``write=False`` touches no file.
+
+    Either way the rendered text is what gets loaded: once written, the files on disk hold exactly it."""
+    existing = existing_env(out_dir)
     rendered = render_stack(stack, existing)
     if write:
         write_rendered(rendered, out_dir)
-        compose_text = (out_dir / COMPOSE_FILE).read_text(encoding="utf-8")
-        env_text = env_path.read_text(encoding="utf-8")
-        files: dict[str, bytes] = {}
-    else:
-        compose_text, env_text = rendered.files[COMPOSE_FILE], rendered.files[ENV_FILE]
-        files = {name: text.encode() for name, text in rendered.files.items()}
-    project = composefile.load_project(compose_text, out_dir, env_text, files=files)
+    env_text = rendered.files[ENV_FILE]
+    files = {name: text.encode() for name, text in rendered.files.items()}
+    project = composefile.load_project(rendered.files[COMPOSE_FILE], out_dir, env_text, files=files)
     if no_gpus:
         project = composefile.without_gpus(project)
     return Applied(stack, project, composefile.parse_env_file(env_text, os.environ), existing is not None)
-
-
-def _secrets(env: dict[str, str]) -> tuple[str, ...]:
-    return tuple(sorted({v for v in env.values() if len(v) >= 6}, key=len, reverse=True))
 
 
 # --- up / plan ----------------------------------------------------------------------------------
@@ -110,7 +101,7 @@ def up(
         timeouts=limits,
         detach=detach,
         reporter=reporter,
-        secrets=_secrets(applied.env),
+        secrets=envfile.secret_values(applied.env),
         locked_ids=applied.stack.locked_ids,
     )
     no_gpus = any(s.get("x-no-gpus") for s in applied.project.services.values())
@@ -132,7 +123,7 @@ def _changes(actions: list[Any]) -> int:
 
 
 def _summary_row(service: Service, applied: Applied, state: dict[str, Any], no_gpus: bool) -> dict[str, Any]:
-    gpus = gpus_text(service)
+    gpus = gpus_text(service.gpu)
     if no_gpus and service.gpu is not None:
         gpus = f"none (--no-gpus; profile: {gpus})"
     return {
@@ -145,12 +136,6 @@ def _summary_row(service: Service, applied: Applied, state: dict[str, Any], no_g
         "state": state.get("state", ""),
         "health": state.get("health", ""),
     }
-
-
-def gpus_text(service: Service) -> str:
-    if service.gpu is None:
-        return "-"
-    return ",".join(service.gpu.device_ids) if service.gpu.device_ids else f"any {service.gpu.count}"
 
 
 def api_url(stack: Stack) -> str:
@@ -232,8 +217,9 @@ def check(applied: Applied, timeout: float = 10.0) -> dict[str, Any]:
         results += _check_inside(applied, hosted, timeout)
     results += checker.run_checks(external, timeout)
     results += checker.run_checks(via_api, timeout)
+    secrets = envfile.secret_values(applied.env)
     for result in results:
-        result["detail"] = _redact(str(result.get("detail", "")), applied)
+        result["detail"] = envfile.redact(str(result.get("detail", "")), secrets)
     notes = [] if via_api else [f"release {stack.release.version}: models are not checked through the API (0.2.0 only)"]
     return {
         "project": stack.project,
@@ -241,12 +227,6 @@ def check(applied: Applied, timeout: float = 10.0) -> dict[str, Any]:
         "ok": all(r["ok"] for r in results),
         "notes": notes,
     }
-
-
-def _redact(text: str, applied: Applied) -> str:
-    for secret in _secrets(applied.env):
-        text = text.replace(secret, "********")
-    return text
 
 
 def _check_inside(applied: Applied, jobs: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:

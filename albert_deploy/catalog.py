@@ -7,14 +7,15 @@ Facts come from each project's own documentation (see the README's "Sources" sec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal
 
 TEXT_GENERATION = "text-generation"
 EMBEDDINGS = "text-embeddings-inference"
 SPEECH = "automatic-speech-recognition"
 RERANK = "text-classification"
-ModelType = Literal["text-generation", "text-embeddings-inference", "automatic-speech-recognition", "text-classification"]
-MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
+ModelType = Literal[
+    "text-generation", "text-embeddings-inference", "automatic-speech-recognition", "text-classification"
+]
 ServerName = Literal["vllm", "tei", "whisper"]
 
 GIB = 1024**3
@@ -131,7 +132,6 @@ class KnownModel:
     attention_heads: int = 0
     max_positions: int = 0
     sliding_window: int = 0
-    default_args: tuple[str, ...] = ()
     # Activation and runtime overhead under TEI or whisper, in GiB (estimates).
     runtime_gib: float = 1.0
 

@@ -9,20 +9,28 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LockError
-from .lockfile import read_lock, write_lock
+from .lockfile import Lock, read_lock, write_lock
 from .plan import Stack, build_stack
 from .profile import DEFAULT_PROFILE, Profile, load_profile, profile_json_schema
-from .render import ENV_FILE, render_stack, write_rendered
+from .render import existing_env, render_stack, write_rendered
 from .resources import default_profile_text
+from .spec import gpus_text
 
 
 def load(profile_path: str | None, pinned: bool = True) -> tuple[Profile, Stack]:
     """The profile and its stack; with ``pinned``, images locked by ``albert-deploy lock`` run by digest."""
+    profile, stack, _ = _load_locked(profile_path, pinned)
+    return profile, stack
+
+
+def _load_locked(profile_path: str | None, pinned: bool = True) -> tuple[Profile, Stack, Lock | None]:
+    """``load``, and the lock file it read (None: no lock file, or not ``pinned``)."""
     profile = load_profile(profile_path)
     lock = read_lock(profile_path) if pinned else None
-    return profile, build_stack(
+    stack = build_stack(
         profile, profile_path or DEFAULT_PROFILE, lock.pins if lock else None, lock.ids if lock else None
     )
+    return profile, stack, lock
 
 
 def validate(profile_path: str | None) -> dict[str, Any]:
@@ -36,9 +44,7 @@ def render(profile_path: str | None, out_dir: Path, target: str = "compose") -> 
         from .k8s.render import render_into
 
         return {**_summary(stack), "output": str(out_dir.resolve()), **render_into(profile, stack, out_dir)}
-    env_path = out_dir / ENV_FILE
-    existing = env_path.read_text(encoding="utf-8") if env_path.is_file() else None
-    rendered = render_stack(stack, existing)
+    rendered = render_stack(stack, existing_env(out_dir))
     change = write_rendered(rendered, out_dir)
     return {**_summary(stack), "output": str(out_dir.resolve()), "files": sorted(rendered.files), "change": change}
 
@@ -111,8 +117,7 @@ def status(
 
     if project and profile_path is None:
         return apply.status(project, None)
-    _, stack = load(profile_path)
-    lock = read_lock(profile_path)
+    _, stack, lock = _load_locked(profile_path)
     locked = {}
     for s in stack.services:  # the service's image is the lock's pinned reference, or a tag it left alone
         entry = next((e for i, e in (lock.entries.items() if lock else []) if s.image in (i, e.get("pinned"))), None)
@@ -164,7 +169,7 @@ def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
     from . import bundle as archive
     from . import engine, modelcache
 
-    profile, stack = load(profile_path)
+    profile, stack, locked = _load_locked(profile_path)
     # compose.yml and config.yml hold ${NAME} references only: they do not depend on this host's .env.
     rendered = render_stack(stack)
     files = {f"rendered/{name}": rendered.files[name].encode() for name in archive.RENDERED}
@@ -172,7 +177,6 @@ def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
         files["profile/default.yaml"] = default_profile_text().encode()
     else:
         files[f"profile/{Path(profile_path).name}"] = Path(profile_path).read_bytes()
-    locked = read_lock(profile_path)
     if locked is not None:
         if locked.unbundlable:  # `load` drops registry digests: without the id nothing would match them there
             raise LockError(
@@ -203,7 +207,7 @@ def _summary(stack: Stack) -> dict[str, Any]:
                 "service": s.name,
                 "role": s.role,
                 "image": s.image,
-                "gpus": _gpus(s),
+                "gpus": gpus_text(s.gpu),
             }
             for s in stack.services
         ],
@@ -213,11 +217,3 @@ def _summary(stack: Stack) -> dict[str, Any]:
         ],
         "operator_env": list(stack.operator_env),
     }
-
-
-def _gpus(service: Any) -> str:
-    if service.gpu is None:
-        return "-"
-    if service.gpu.device_ids:
-        return ",".join(service.gpu.device_ids)
-    return f"any {service.gpu.count}"

@@ -45,10 +45,6 @@ class Project:
     files: dict[str, bytes] = field(default_factory=dict, compare=False)  # bind source -> content, for hashing
 
 
-class _Unset(Exception):
-    pass
-
-
 def parse_env_file(text: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Compose's .env dialect: ``KEY=VALUE``, optional ``export``, quotes, ``#`` comments.
 

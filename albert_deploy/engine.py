@@ -89,13 +89,6 @@ def explanation(err: Any) -> str:
     return str(text).strip().splitlines()[0][:300] if text else "unknown error"
 
 
-def redact(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if len(secret) >= 6:
-            text = text.replace(secret, "********")
-    return text
-
-
 def stop_and_remove(client: Any, container: str) -> None:
     try:
         client.api.stop(container, timeout=containers.STOP_TIMEOUT_S)

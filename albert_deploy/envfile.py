@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Mapping
 
 _ALPHABET = string.ascii_letters + string.digits  # safe in URLs, shells and YAML alike
 SECRET_LENGTH = 40
@@ -22,6 +23,18 @@ def parse_env(text: str) -> dict[str, str]:
         key, value = line.split("=", 1)
         values[key.strip()] = value.strip()
     return values
+
+
+def secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The values to mask in anything shown: long enough not to hit ordinary words, longest first."""
+    return tuple(sorted({v for v in env.values() if len(v) >= 6}, key=len, reverse=True))
+
+
+def redact(text: str, values: tuple[str, ...]) -> str:
+    for value in values:
+        if len(value) >= 6:
+            text = text.replace(value, "********")
+    return text
 
 
 def new_secret() -> str:

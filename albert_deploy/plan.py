@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import catalog, servers
+from . import catalog, databases, servers
 from .errors import PlacementError, ProfileError
 from .placement import Placement, place
 from .profile import ExternalModel, HostedModel, Profile
@@ -56,7 +56,9 @@ def build_stack(
     model_servers = servers.one_at_a_time_per_gpu(
         [servers.model_server(m, placement.models[m.name or ""], profile.offline) for m in profile.hosted], placement
     )
-    dbs = release_module.database_services(profile.api.vector_store, profile.images)
+    dbs = databases.for_release(
+        {**release_module.IMAGES, **profile.images}, release.uses_postgres, profile.api.vector_store
+    )
     config = release_module.config_context(endpoints, profile.api.vector_store)
     config["log_level"] = profile.api.log_level
     config_refs = sorted({r.name for r in _refs(config)})

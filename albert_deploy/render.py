@@ -134,6 +134,12 @@ def render_config(stack: Stack) -> str:
     )
 
 
+def existing_env(out_dir: Path) -> str | None:
+    """The .env of a previous render in ``out_dir`` (its secrets are kept), or None."""
+    path = out_dir / ENV_FILE
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
 def write_rendered(rendered: Rendered, out_dir: Path) -> str:
     """Returns "created", "updated" (previous output kept in DIR.backups/) or "unchanged"."""
     return output.replace_directory(out_dir, rendered.files, rendered.secret_files, GENERATED)

@@ -41,6 +41,13 @@ class GpuAssignment:
     count: int | None = None
 
 
+def gpus_text(gpu: GpuAssignment | None) -> str:
+    """``0,1``, ``any 2``, or ``-`` without GPUs: the GPUS column of ``render`` and ``up``."""
+    if gpu is None:
+        return "-"
+    return ",".join(gpu.device_ids) if gpu.device_ids else f"any {gpu.count}"
+
+
 @dataclass(frozen=True)
 class Mount:
     volume: str  # named volume, or an absolute/relative host path for bind mounts

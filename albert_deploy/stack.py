@@ -25,11 +25,11 @@ from .engine import (
     explanation,
     health_from_status,
     list_containers,
-    redact,
     remove_network,
     remove_quietly,
     stop_and_remove,
 )
+from .envfile import redact
 from .errors import DockerError, ServiceFailed
 from .images import local_images, pull
 from .progress import Reporter, Silent
@@ -228,18 +228,14 @@ class _Runner:
                 if failed:
                     self._abort(futures)
                     raise self._failure(failed)
-                if not futures and self._finished(order, deps):
+                if not futures and self._finished(order):
                     return
                 if not changed:  # something turned ready: launch what waited for it right away
                     self.wake.wait(POLL_S)
                     self.wake.clear()
 
-    def _finished(self, order: list[str], deps: Mapping[str, Mapping[str, str]]) -> bool:
-        if not all(self.progress[s].started for s in order):
-            return False
-        if not self.detach:
-            return all(self.progress[s].ready for s in order)
-        return True
+    def _finished(self, order: list[str]) -> bool:
+        return all(self.progress[s].started and (self.detach or self.progress[s].ready) for s in order)
 
     def _deps_met(self, deps: Mapping[str, str]) -> bool:
         for dep, condition in deps.items():

@@ -14,8 +14,7 @@ def validate_text(result: dict[str, Any]) -> str:
 
 
 def plan_gpus_text(result: dict[str, Any]) -> str:
-    text: str = result.pop("text")
-    return text
+    return str(result["text"])
 
 
 def _table(rows: list[list[str]]) -> list[str]:

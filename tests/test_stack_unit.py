@@ -322,9 +322,13 @@ def test_connection_errors_say_how_to_fix_them() -> None:
 
 
 def test_redaction_hides_every_secret() -> None:
-    from albert_deploy import engine
+    from albert_deploy import envfile
 
-    assert engine.redact("key=abcdef123 and abc", ("abcdef123", "abc")) == "key=******** and abc"
+    assert envfile.redact("key=abcdef123 and abc", ("abcdef123", "abc")) == "key=******** and abc"
+    # Longest first, so a secret containing another one is masked whole; short values are never masked.
+    values = envfile.secret_values({"A": "abcdef123", "B": "xabcdef123x", "C": "abc"})
+    assert values == ("xabcdef123x", "abcdef123")
+    assert envfile.redact("k=xabcdef123x", values) == "k=********"
 
 
 def test_check_jobs_hosted_inside_external_on_host_and_through_the_api(

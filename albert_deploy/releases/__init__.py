@@ -1,7 +1,8 @@
 """Albert API releases albert-deploy can render a config for: one module per release line.
 
-Each module exposes ``RELEASE`` (facts, as data) and ``config_data(stack)`` (the config as plain
-data, before templating) and ``check_config(data)`` (the release's own rules, applied to the
+Each module exposes ``RELEASE`` (facts, as data), ``IMAGES`` (its databases' images),
+``api_service(image, environment)``, ``config_context(endpoints, vector_store)`` (the config as
+plain data, before templating) and ``check_config(data)`` (the release's own rules, applied to the
 rendered file loaded back).
 """
 
@@ -25,6 +26,5 @@ class Release:
 
 from . import r0_0_3, r0_2_0  # noqa: E402  (the modules import Release from here)
 
-RELEASES: dict[str, Release] = {m.RELEASE.version: m.RELEASE for m in (r0_0_3, r0_2_0)}
-MODULES = {"0.0.3": r0_0_3, "0.2.0": r0_2_0}
-VECTOR_STORES = ("qdrant", "elasticsearch")
+MODULES = {m.RELEASE.version: m for m in (r0_0_3, r0_2_0)}
+RELEASES: dict[str, Release] = {version: m.RELEASE for version, m in MODULES.items()}

@@ -41,10 +41,6 @@ _EXPAND_AND_RUN = (
 )
 
 
-def database_services(vector_store: str, images: dict[str, str] | None = None) -> list[Service]:
-    return databases.for_release({**IMAGES, **(images or {})}, RELEASE.uses_postgres, vector_store)
-
-
 def api_service(image: str, environment: dict[str, Any]) -> Service:
     probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=4)"
     return Service(

@@ -42,10 +42,6 @@ CLIENT_TYPES = {
 MASTER_KEY = Ref("MASTER_KEY")
 
 
-def database_services(vector_store: str, images: dict[str, str] | None = None) -> list[Service]:
-    return databases.for_release({**IMAGES, **(images or {})}, RELEASE.uses_postgres, vector_store)
-
-
 def api_service(image: str, environment: dict[str, Any]) -> Service:
     # /health needs a key; /openapi.json is open, and the image has python3 but no curl.
     probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/openapi.json', timeout=4)"
