@@ -208,7 +208,7 @@ def check(applied: Applied, timeout: float = 10.0) -> dict[str, Any]:
         key = env.get(e.key.name) if e.key else None
         job = {"name": e.name, "type": e.type, "url": e.url, "served_name": e.served_name, "key": key, "via": "server"}
         (hosted if e.hosted else external).append(job)
-        if stack.release.version != "0.0.3":  # 0.1+ serve every model under its profile name
+        if stack.release.checkable_through_api:
             via_api.append(
                 {**job, "url": api_url(stack), "served_name": e.name, "key": env.get("MASTER_KEY"), "via": "api"}
             )
@@ -220,7 +220,7 @@ def check(applied: Applied, timeout: float = 10.0) -> dict[str, Any]:
     secrets = envfile.secret_values(applied.env)
     for result in results:
         result["detail"] = envfile.redact(str(result.get("detail", "")), secrets)
-    notes = [] if via_api else [f"release {stack.release.version}: models are not checked through the API (0.2.0 only)"]
+    notes = [] if via_api else [f"release {stack.release.version}: models are not checked through the API (it has no master key)"]
     return {
         "project": stack.project,
         "results": results,

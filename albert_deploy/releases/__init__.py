@@ -22,6 +22,9 @@ class Release:
     config_mount: str  # where the container reads its config
     # The API substitutes ${VAR} in its config itself (0.1+); older ones get a wrapper command.
     substitutes_env: bool
+    # 0.1+ serve each model under its profile name behind the master key, so `check` can go through
+    # the API; 0.0.x name models by what servers report and have no master key.
+    checkable_through_api: bool
 
 
 from . import r0_0_3, r0_2_0  # noqa: E402  (the modules import Release from here)

@@ -23,6 +23,7 @@ RELEASE = Release(
     uses_postgres=False,
     config_mount="/home/albert/conf/config.yml",
     substitutes_env=False,
+    checkable_through_api=False,
 )
 
 IMAGES = {

@@ -22,6 +22,7 @@ RELEASE = Release(
     uses_postgres=True,
     config_mount="/config.yml",
     substitutes_env=True,
+    checkable_through_api=True,
 )
 
 IMAGES = {
