@@ -103,7 +103,7 @@ class GpuUsage:
     total_bytes: int
     used_bytes: int  # sum of the models' budgets
     models: tuple[tuple[str, int], ...]  # (model name, bytes), in profile order
-    reserved_bytes: int = 0  # kept back for the driver
+    reserved_bytes: int = 0  # kept back: the driver's share plus the profile's gpu_keep_free
 
     @property
     def free_bytes(self) -> int:
@@ -167,11 +167,21 @@ def _inventory(profile: Profile) -> list[_Gpu] | None:
         return None
     if spec == "auto":
         spec = detect_gpus()
+    keep = profile.gpu_keep_free
     if isinstance(spec, GpuPool):
         cc = _capability(spec.compute_capability, spec.name)
-        return [_Gpu(i, i, str(i), None, spec.name, spec.memory, cc) for i in range(spec.count)]
+        return [_Gpu(i, i, str(i), None, spec.name, spec.memory, cc, keep) for i in range(spec.count)]
     gpus = [
-        _Gpu(pos, g.index, g.uuid or str(g.index), g.uuid, g.name, g.memory, _capability(g.compute_capability, g.name))
+        _Gpu(
+            pos,
+            g.index,
+            g.uuid or str(g.index),
+            g.uuid,
+            g.name,
+            g.memory,
+            _capability(g.compute_capability, g.name),
+            keep,
+        )
         for pos, g in enumerate(spec)
     ]
     _check_unique(gpus)

@@ -45,10 +45,11 @@ class _Gpu:
     name: str | None
     total: int
     cc: tuple[int, int] | None
+    keep_free: int = 0  # the profile's gpu_keep_free: room for processes outside this stack
 
     @property
     def reserve(self) -> int:
-        return max(GPU_RESERVE_MIN, int(self.total * GPU_RESERVE_FRACTION))
+        return max(GPU_RESERVE_MIN, int(self.total * GPU_RESERVE_FRACTION)) + self.keep_free
 
     @property
     def usable(self) -> int:

@@ -58,7 +58,7 @@ def format_placement(placement: Placement) -> str:
         lines.append(
             f"GPU {g.device_id}" + (f" {g.name}" if g.name else "") + f": {_gb(g.total_bytes)} "
             f"({g.total_bytes // MIB} MiB), {_gb(g.used_bytes)} planned, {_gb(g.free_bytes)} free "
-            f"({_gb(g.reserved_bytes)} kept for the driver)"
+            f"({_gb(g.reserved_bytes)} kept back)"
         )
         for name, size in g.models:
             lines.append(f"  {name:<32} {_gb(size):>9}  {_flags(placement.models[name])}".rstrip())

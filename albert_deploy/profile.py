@@ -280,6 +280,9 @@ class Profile(Strict):
     gpus: GpuInventory | None = Field(None, description="The host's GPUs: a pool, a list, or 'auto' to detect them.")
     placement: Literal["pack", "spread"] = Field("pack", description="pack: as few GPUs as possible; spread: balance.")
     share_gpus: bool = Field(False, description="Allow two models to pin the same GPU id.")
+    gpu_keep_free: Size = Field(
+        0, ge=0, description="Memory left free on every GPU for processes outside this stack, e.g. 4GB."
+    )
     images: dict[Literal[IMAGE_KEYS], Annotated[str, Field(min_length=1)]] = Field(  # type: ignore[valid-type]
         default_factory=dict,
         description="Override the image of the API or a database, e.g. for a registry mirror; `downloader`: the "

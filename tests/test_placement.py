@@ -581,3 +581,21 @@ def test_plans_are_deterministic(data: dict[str, Any]) -> None:
         return
     assert place(Profile.model_validate(data)) == plan
     assert placement_report(place(first)) == placement_report(plan)
+
+
+def test_gpu_keep_free_leaves_room_for_processes_outside_the_stack() -> None:
+    def plan(extra: dict[str, Any]) -> Any:
+        data = {
+            "gpus": {"count": 1, "name": "NVIDIA H100 80GB HBM3"},
+            "models": [{"model": "AgentPublic/guillaumetell-7b"}, {"model": "intfloat/multilingual-e5-large"}],
+            **extra,
+        }
+        return place(Profile.model_validate(data))
+
+    plain, kept = plan({}), plan({"gpu_keep_free": "8GB"})
+    assert kept.gpus[0].reserved_bytes == plain.gpus[0].reserved_bytes + 8 * 10**9
+    assert kept.gpus[0].used_bytes + kept.gpus[0].reserved_bytes <= kept.gpus[0].total_bytes
+    assert kept.gpus[0].free_bytes >= 0
+    assert (
+        kept.models["guillaumetell-7b"].gpu_memory_utilization < plain.models["guillaumetell-7b"].gpu_memory_utilization
+    )
