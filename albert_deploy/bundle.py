@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import docker.errors
 import docker.types
+from docker.utils import parse_repository_tag
 
 from . import __version__, containers, engine, output
 from .errors import BundleError, DockerError
@@ -74,6 +75,7 @@ def write_bundle(
     try:
         members: dict[str, dict[str, Any]] = {}
         volumes: dict[str, dict[str, str]] = {}
+        tags = image_tags(client, image_refs)
         _store(work, members, "images.tar", _saved_images(client, image_refs))
         for job in jobs:
             volume = containers.volume_name(project, job.volume)
@@ -89,6 +91,7 @@ def write_bundle(
             "project": project,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "images": sorted(image_refs),
+            "tags": tags,
             "volumes": volumes,
             "members": members,
         }
@@ -136,6 +139,62 @@ def _saved_images(client: Any, refs: list[str]) -> Iterator[bytes]:
         raise DockerError(
             f"cannot save the images ({engine.explanation(err)}): run `albert-deploy pull` first"
         ) from None
+
+
+def _repository(ref: str) -> str:
+    """A reference's repository as the daemon writes it in RepoTags (``docker.io/library/`` dropped)."""
+    repository = parse_repository_tag(ref)[0]
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
+        if repository.startswith(prefix):
+            return repository.removeprefix(prefix)
+    return repository
+
+
+def image_tags(client: Any, refs: list[str]) -> dict[str, dict[str, Any]]:
+    """Each reference's image id and its tags in the reference's own repository.
+
+    ``docker load`` of an image saved by digest (a locked profile) may restore it untagged, and an
+    untagged image is what ``docker image prune`` deletes: ``load`` tags it again from this record."""
+    result: dict[str, dict[str, Any]] = {}
+    for ref in sorted(refs):
+        try:
+            info = client.api.inspect_image(ref)
+        except docker.errors.APIError as err:
+            raise DockerError(
+                f"cannot save image {ref} ({engine.explanation(err)}): run `albert-deploy pull` first"
+            ) from None
+        repository = _repository(ref)
+        tags = {t for t in info.get("RepoTags") or [] if _repository(t) == repository and "@" not in t}
+        if "@" not in ref:
+            name, tag = parse_repository_tag(ref)
+            tags.add(f"{_repository(name)}:{tag or 'latest'}")
+        result[ref] = {"id": str(info["Id"]), "tags": sorted(tags)}
+    return result
+
+
+def _restore_tags(client: Any, recorded: dict[str, dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Tag every loaded image as it was tagged when bundled, only where the loaded image has the
+    bundled id (a tag never moves to other content). Returns the tags restored, and those left out
+    with why."""
+    restored: set[str] = set()
+    skipped: list[str] = []
+    for ref, entry in sorted(recorded.items()):
+        image_id = str(entry.get("id") or "")
+        try:
+            found = str(client.api.inspect_image(image_id)["Id"]) if image_id else ""
+        except docker.errors.NotFound:
+            found = ""
+        if not image_id or found != image_id:
+            skipped += [f"{tag} (image {image_id[:19] or '?'} not loaded)" for tag in entry.get("tags") or []]
+            continue
+        for tag in entry.get("tags") or []:
+            repository, name = parse_repository_tag(tag)
+            try:
+                client.api.tag(image_id, repository, name)
+            except docker.errors.APIError as err:
+                raise DockerError(f"image {ref}: cannot tag it {tag} again: {engine.explanation(err)}") from None
+            restored.add(tag)
+    return sorted(restored), skipped
 
 
 @contextlib.contextmanager
@@ -235,6 +294,7 @@ def load_bundle(connect: Callable[[], Any], path: Path, out_dir: Path, profile_d
                     raise DockerError(f"{path}: the daemon refused the images: {event['error']}")
         except docker.errors.APIError as err:
             raise DockerError(f"{path}: the daemon refused the images: {engine.explanation(err)}") from None
+        tags, untagged = _restore_tags(client, manifest.get("tags") or {})  # older bundles record none
         for volume, meta in sorted(manifest["volumes"].items()):
             engine.ensure_volume(client, manifest["project"], meta["volume"])
             with _helper(client, manifest["project"], volume, meta["image_id"]) as container:
@@ -252,6 +312,8 @@ def load_bundle(connect: Callable[[], Any], path: Path, out_dir: Path, profile_d
         "bundle": str(path),
         "project": manifest["project"],
         "images": manifest["images"],
+        "tags": tags,
+        "tags_not_restored": untagged,
         "volumes": sorted(manifest["volumes"]),
         "output": str(out_dir.resolve()),
         "files": change,

@@ -82,6 +82,15 @@ class _Progress:
     prepared: Future[str | None] | None = None  # created ahead while its dependencies start
 
 
+@dataclass(frozen=True)
+class _SetAside:
+    """A container being replaced, stopped and renamed aside until its successor runs."""
+
+    id: str
+    name: str
+    was_running: bool
+
+
 @dataclass
 class UpResult:
     project: str
@@ -264,22 +273,85 @@ class _Runner:
         for duplicate in action.duplicates:
             stop_and_remove(self.client, duplicate)
         ready = p.prepared.result() if p.prepared else None
+        old: _SetAside | None = None
         if action.kind == reconcile.RECREATE:
             self.reporter.update(service, state="recreating", detail=action.reason)
-            stop_and_remove(self.client, action.container or "")
-        if ready and action.kind == reconcile.RECREATE:
-            self.client.api.rename(ready, containers.container_name(self.project.name, service))
-        if ready:
-            p.container = ready
-        elif action.kind in (reconcile.CREATE, reconcile.RECREATE):
-            self.reporter.update(service, state="creating", detail="")
-            p.container = self._create(service)
-            p.created_here = True
-        self.reporter.update(service, state="starting", detail="")
-        self._start(service, p.container or "")
+            old = self._set_aside(service, action.container or "")
+        try:
+            if ready and action.kind == reconcile.RECREATE:
+                self._rename(service, ready, containers.container_name(self.project.name, service))
+            if ready:
+                p.container = ready
+            elif action.kind in (reconcile.CREATE, reconcile.RECREATE):
+                self.reporter.update(service, state="creating", detail="")
+                p.container = self._create(service)
+                p.created_here = True
+            self.reporter.update(service, state="starting", detail="")
+            self._start(service, p.container or "")
+        except BaseException:
+            if old is not None:
+                self._put_back(service, old)
+            raise
+        if old is not None:  # the new container runs: only now does the old one go
+            remove_quietly(self.client, old.id)
         self._arm(service)
         p.started = True
         self.reporter.update(service, state="started")
+
+    def _set_aside(self, service: str, container: str) -> _SetAside | None:
+        """Stop the container being replaced and rename it out of the way, as docker-compose 1.x did,
+        so that it can come back if its successor fails to be created or started. None: it is gone
+        (or could not be renamed, and was removed as before)."""
+        try:
+            info = self.client.api.inspect_container(container)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError:
+            stop_and_remove(self.client, container)
+            return None
+        name = str(info.get("Name", "")).lstrip("/") or containers.container_name(self.project.name, service)
+        state = info.get("State") or {}
+        was_running = bool(state.get("Running")) or bool(state.get("Paused"))
+        if state.get("Dead") or state.get("Status") == "removing":
+            stop_and_remove(self.client, container)
+            return None
+        try:
+            if was_running:
+                self.client.api.stop(container, timeout=containers.STOP_TIMEOUT_S)
+            self.client.api.rename(container, f"{container[:12]}_{name}")
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError:
+            stop_and_remove(self.client, container)
+            return None
+        return _SetAside(container, name, was_running)
+
+    def _put_back(self, service: str, old: _SetAside) -> None:
+        """The successor failed: remove it, and give the old container back its name (and its run)."""
+        p = self.progress[service]
+        if p.container and p.container != old.id and p.created_here:
+            remove_quietly(self.client, p.container)
+        p.container, p.created_here = old.id, False
+        try:
+            self.client.api.rename(old.id, old.name)
+            if old.was_running:
+                self.client.api.start(old.id)
+        except docker.errors.APIError as err:  # the original error is raised; say what is left
+            self.reporter.update(
+                service,
+                state="failed",
+                detail=f"could not restore its previous container {old.id[:12]}: {explanation(err)}",
+            )
+            return
+        self.reporter.update(service, state="restored", detail="previous container put back")
+
+    def _rename(self, service: str, container: str, name: str) -> None:
+        try:
+            self.client.api.rename(container, name)
+        except docker.errors.APIError as err:
+            raise DockerError(
+                f"service {service}: cannot rename its new container to {name}: {explanation(err)}"
+            ) from None
 
     def _prepare(self, service: str) -> str | None:
         """Create the container ahead of its start; a recreated one under a temporary name."""

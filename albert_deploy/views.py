@@ -132,7 +132,10 @@ def bundle_text(result: dict[str, Any]) -> str:
 
 def load_text(result: dict[str, Any]) -> str:
     return "\n".join([f"Verified and loaded {result['bundle']} in {result['seconds']} s:",
-                      *(f"  image {i}" for i in result["images"]), *(f"  volume {v}" for v in result["volumes"]),
+                      *(f"  image {i}" for i in result["images"]),
+                      *(f"  tagged {t}" for t in result.get("tags", [])),
+                      *(f"  not tagged {t}" for t in result.get("tags_not_restored", [])),
+                      *(f"  volume {v}" for v in result["volumes"]),
                       f"  rendered files in {result['output']} ({result['files']})",
                       *(f"  profile {p}" for p in result["profile"]),
                       "Start it with: albert-deploy up " + (result["profile"][0] if result["profile"] else "")])  # fmt: skip

@@ -378,6 +378,10 @@ def test_a_locked_profile_survives_bundle_and_load(
             assert docker_client.images.get(own_ids[key]).id == own_ids[key]
             with pytest.raises(docker.errors.ImageNotFound):
                 docker_client.images.get(pinned[key])
+            # ...and, saved by digest, possibly untagged (prunable): `load` tags it again, as bundled.
+            assert pushed[key] in docker_client.images.get(own_ids[key]).tags
+        assert json.loads(loaded.stdout)["tags"] == sorted(pushed.values())
+        assert json.loads(loaded.stdout)["tags_not_restored"] == []
         shutil.copy(d.out / ".env", out / ".env")  # the same secrets: config hashes comparable
 
         # offline: true accepts the id match, and every container runs the locked content.

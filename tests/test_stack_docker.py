@@ -130,6 +130,37 @@ def test_a_gpu_request_without_the_nvidia_runtime(deploy: Callable[..., Deployme
     assert left == []  # GPU services start first: nothing else was started either
 
 
+def test_a_failed_recreate_puts_the_old_container_back(deploy: Callable[..., Deployment], docker_client: Any) -> None:
+    # One model on GPU 0, started without it; then its settings change and a plain `up` asks the
+    # daemon for the GPU, which this host refuses: the running container must survive that.
+    d = deploy(gpus={"count": 1, "memory": "80GB", "name": "NVIDIA H100 80GB HBM3"})
+    d.model("multilingual-e5-large")["gpus"] = [0]
+    d.edit()
+    d.up("--no-gpus")
+    before = d.ids()
+    d.model("multilingual-e5-large")["env"] = {"STANDIN_CHANGED": "1"}
+    d.edit(health_interval=2)  # every service changes: the API is created ahead, the databases wait
+
+    result = d.cli("up")
+    assert result.exit_code == 1
+    assert "service multilingual-e5-large requests a GPU" in result.stderr and "--no-gpus" in result.stderr
+    assert d.ids() == before  # the same containers: none removed, none added
+    old = d.container("multilingual-e5-large")
+    assert old.name == f"{d.project}-multilingual-e5-large-1"
+    left = docker_client.containers.list(all=True, filters={"label": f"{PROJECT}={d.project}"})
+    assert [c.name for c in left if c.status == "created"] == []
+    assert sorted(c.name for c in left) == sorted(f"{d.project}-{s}-1" for s in before)
+    deadline = time.monotonic() + 60
+    while old.attrs["State"].get("Health", {}).get("Status") != "healthy" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        old.reload()
+    assert old.status == "running" and old.attrs["State"]["Health"]["Status"] == "healthy"
+    assert all(d.container(s).status == "running" for s in before)
+    # It is still the --no-gpus container, so the next `up --no-gpus` only applies the change.
+    planned = json.loads(d.cli("plan", "--no-gpus", "--json").stdout)
+    assert {a["action"] for a in planned["actions"]} == {"recreate"}
+
+
 def test_an_image_that_cannot_be_pulled_is_named(deploy: Callable[..., Deployment]) -> None:
     # A loopback registry where nothing listens: a pull fails at once, and no traffic leaves the host.
     d = deploy()
