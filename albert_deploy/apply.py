@@ -220,7 +220,11 @@ def check(applied: Applied, timeout: float = 10.0) -> dict[str, Any]:
     secrets = envfile.secret_values(applied.env)
     for result in results:
         result["detail"] = envfile.redact(str(result.get("detail", "")), secrets)
-    notes = [] if via_api else [f"release {stack.release.version}: models are not checked through the API (it has no master key)"]
+    notes = (
+        []
+        if via_api
+        else [f"release {stack.release.version}: models are not checked through the API (it has no master key)"]
+    )
     return {
         "project": stack.project,
         "results": results,

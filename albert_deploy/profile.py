@@ -117,7 +117,9 @@ class HostedModel(Strict):
         None, description="Name clients use in the API (and the compose service). Default: from the model id."
     )
     type: catalog.ModelType | None = Field(None, description="Needed only for models outside the catalog.")
-    server: catalog.ServerName | None = Field(None, description="vllm, tei or whisper; needed only outside the catalog.")
+    server: catalog.ServerName | None = Field(
+        None, description="vllm, tei or whisper; needed only outside the catalog."
+    )
     gpus: GpuRequest = "auto"
     image: str | None = Field(None, min_length=1, description="Override the catalog's pinned image.")
     args: list[str] = Field(default_factory=list, description="Extra server arguments, appended.")

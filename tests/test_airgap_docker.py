@@ -144,7 +144,9 @@ def test_pull_lock_and_offline_up_against_a_loopback_registry(
         assert [m["Destination"] for m in inspected["Mounts"]] == ["/data"]  # TEI 1.8 reads /data as its hub cache
         layout = _files(docker_client, pushed["tei"], model["volume"], "/data")
         snapshot = "./models--intfloat--multilingual-e5-large/snapshots/0123456789abcdef0123456789abcdef01234567"
-        assert f"0 {snapshot}/config.json" in layout and "0 ./models--intfloat--multilingual-e5-large/refs/main" in layout
+        assert (
+            f"0 {snapshot}/config.json" in layout and "0 ./models--intfloat--multilingual-e5-large/refs/main" in layout
+        )
 
         # lock: the registry's digests; render and up then run image@sha256.
         locked = d.cli("lock", "--json")
@@ -155,7 +157,9 @@ def test_pull_lock_and_offline_up_against_a_loopback_registry(
         for image in pushed.values():
             if image != pushed["downloader"]:
                 digests = docker_client.images.get(image).attrs["RepoDigests"]
-                assert entries[image]["pinned"] in digests and entries[image]["pinned"].endswith(entries[image]["digest"])
+                assert entries[image]["pinned"] in digests and entries[image]["pinned"].endswith(
+                    entries[image]["digest"]
+                )
         assert d.cli("render", "-o", str(d.out)).exit_code == 0
         compose = (d.out / "compose.yml").read_text()
         assert f'"{entries[pushed["redis"]]["pinned"]}"' in compose and pushed["redis"] not in compose

@@ -175,7 +175,11 @@ def test_the_lock_hands_its_ids_to_the_stack_and_the_container_runs_by_id(tmp_pa
     profile = _profile(tmp_path)
     image_id = "sha256:" + "11" * 32
     entries = {
-        "albert-deploy-test/redis:1": {"digest": DIGEST, "pinned": f"albert-deploy-test/redis@{DIGEST}", "id": image_id},
+        "albert-deploy-test/redis:1": {
+            "digest": DIGEST,
+            "pinned": f"albert-deploy-test/redis@{DIGEST}",
+            "id": image_id,
+        },
         "albert-deploy-test/qdrant:1": {"digest": None, "pinned": None, "id": "sha256:1", "local_only": True},
     }
     lockfile.write_lock(str(profile), str(profile), entries)
