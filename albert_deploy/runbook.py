@@ -6,7 +6,7 @@ import shlex
 from typing import Any
 
 from .plan import Stack
-from .spec import Service
+from .spec import Service, gpus_text
 
 
 def md(value: Any) -> str:
@@ -35,14 +35,11 @@ def _row(service: Service, stack: Stack) -> dict[str, Any]:
         memory = f"{placed.memory_bytes / 1e9:.1f} GB"
         if placed.gpu_memory_utilization is not None:
             memory += f" (utilization {placed.gpu_memory_utilization:.2f})"
-    gpus = "-"
-    if service.gpu:
-        gpus = ", ".join(service.gpu.device_ids) if service.gpu.device_ids else f"any {service.gpu.count}"
     return {
         "name": service.name,
         "role": service.role,
         "model_id": endpoint.served_name if endpoint else "-",
-        "gpus": gpus,
+        "gpus": gpus_text(service.gpu),
         "memory": memory,
         "port": ", ".join(f"{ip}:{port}" for ip, port, _ in service.ports) or "-",
         "volume": ", ".join(m.volume for m in service.mounts if not m.is_bind) or "-",

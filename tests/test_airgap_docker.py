@@ -239,20 +239,13 @@ def test_bundle_then_load_restores_images_volumes_and_files(
               {"api": "albert-api", "redis": "redis", "postgres": "postgres", "qdrant": "qdrant", "tei": "tei"}.items()}  # fmt: skip
     for key, copy in copies.items():
         docker_client.images.get(standin_images["albert-api" if key == "api" else key]).tag(copy)
-    d = deploy(offline=True)
-    d.data["images"] = {k: copies[k] for k in ("api", "redis", "postgres", "qdrant")}
-    d.model("multilingual-e5-large")["image"] = copies["tei"]
-    d.edit()
+    d = _offline_stack(deploy, copies)
     volume = f"{d.project}_multilingual-e5-large-cache"
     try:
         # A model cache as `pull` leaves it (owned by the server's user: ownership must survive).
-        docker_client.volumes.create(volume, labels={PROJECT: d.project})
-        docker_client.containers.run(
-            copies["tei"], remove=True, network_mode="none", labels={PROJECT: d.project},
-            volumes={volume: {"bind": "/data", "mode": "rw"}},
-            entrypoint=["sh", "-c", "mkdir -p /data/models--intfloat--multilingual-e5-large/snapshots/r1 && "
-                        "echo weights > /data/models--intfloat--multilingual-e5-large/snapshots/r1/model.safetensors "
-                        "&& chown -R 1100 /data/models--intfloat--multilingual-e5-large"],
+        _seed_e5_cache(
+            docker_client, d, volume, copies["tei"],
+            f"mkdir -p {E5_SNAPSHOT} && echo weights > {E5_SNAPSHOT}/model.safetensors && chown -R 1100 {E5_CACHE}",
         )  # fmt: skip
         archive = tmp_path / "albert.tar"
         t0 = time.monotonic()
@@ -333,18 +326,10 @@ def test_a_locked_profile_survives_bundle_and_load(
         for line in docker_client.images.push(pushed[key], stream=True, decode=True):
             assert "error" not in line, line
     own_ids = {key: docker_client.images.get(image).id for key, image in pushed.items()}
-    d = deploy(offline=True)
-    d.data["images"] = {k: pushed[k] for k in ("api", "redis", "postgres", "qdrant")}
-    d.model("multilingual-e5-large")["image"] = pushed["tei"]
-    d.edit()
+    d = _offline_stack(deploy, pushed)
     volume = f"{d.project}_multilingual-e5-large-cache"
     try:
-        docker_client.volumes.create(volume, labels={PROJECT: d.project})
-        docker_client.containers.run(
-            pushed["tei"], remove=True, network_mode="none", labels={PROJECT: d.project},
-            volumes={volume: {"bind": "/data", "mode": "rw"}},
-            entrypoint=["sh", "-c", "mkdir -p /data/models--intfloat--multilingual-e5-large/snapshots/r1"],
-        )  # fmt: skip
+        _seed_e5_cache(docker_client, d, volume, pushed["tei"], f"mkdir -p {E5_SNAPSHOT}")
         locked = d.cli("lock", "--json")
         assert locked.exit_code == 0, locked.output
         entries = {e["image"]: e for e in json.loads(locked.stdout)["images"]}
@@ -445,3 +430,25 @@ def test_servers_sharing_a_gpu_start_one_after_another(deploy: Callable[..., Dep
     assert (second - first).total_seconds() >= 1.0 and (third - second).total_seconds() >= 1.0
     # ...while the server on GPU 1 starts alongside the first one.
     assert abs((started["multilingual-e5-large"] - first).total_seconds()) < 1.0
+
+
+E5_CACHE = "/data/models--intfloat--multilingual-e5-large"
+E5_SNAPSHOT = f"{E5_CACHE}/snapshots/r1"
+
+
+def _offline_stack(deploy: Any, images: dict[str, str]) -> Any:
+    """The small stand-in stack with `offline: true`, on the given copies of the images."""
+    d = deploy(offline=True)
+    d.data["images"] = {k: images[k] for k in ("api", "redis", "postgres", "qdrant")}
+    d.model("multilingual-e5-large")["image"] = images["tei"]
+    d.edit()
+    return d
+
+
+def _seed_e5_cache(docker_client: Any, d: Any, volume: str, image: str, script: str) -> None:
+    """A model-cache volume of the project, filled by `script` in TEI's cache layout (/data)."""
+    docker_client.volumes.create(volume, labels={PROJECT: d.project})
+    docker_client.containers.run(
+        image, remove=True, network_mode="none", labels={PROJECT: d.project},
+        volumes={volume: {"bind": "/data", "mode": "rw"}}, entrypoint=["sh", "-c", script],
+    )  # fmt: skip
