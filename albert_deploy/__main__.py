@@ -1,3 +1,3 @@
-from .cli import main
+from albert_deploy.cli import main
 
 main()

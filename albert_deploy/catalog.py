@@ -216,3 +216,48 @@ def gpu_by_name(name: str) -> GpuModel | None:
         if name in gpu.names:
             return gpu
     return None
+
+
+# --- Albert API releases -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    image: str
+    template: str  # file under templates/
+    vector_stores: tuple[str, ...]
+    requires_text_generation: bool
+    uses_postgres: bool
+    config_mount: str  # where the container reads its config
+    # The API substitutes ${VAR} in its config itself (0.1+); older ones get a wrapper command.
+    substitutes_env: bool
+    # 0.1+ serve each model under its profile name behind the master key, so `check` can go through
+    # the API; 0.0.x name models by what servers report and have no master key.
+    checkable_through_api: bool
+
+
+RELEASES: dict[str, Release] = {
+    "0.0.3": Release(
+        version="0.0.3",
+        image="ghcr.io/etalab-ia/albert-api/app:0.0.3",
+        template="config-0.0.3.yml.j2",
+        vector_stores=("qdrant", "elasticsearch"),
+        requires_text_generation=True,
+        uses_postgres=False,
+        config_mount="/home/albert/conf/config.yml",
+        substitutes_env=False,
+        checkable_through_api=False,
+    ),
+    "0.2.0": Release(
+        version="0.2.0",
+        image="ghcr.io/etalab-ia/albert-api/app:0.2.0",
+        template="config-0.2.0.yml.j2",
+        vector_stores=("qdrant", "elasticsearch"),
+        requires_text_generation=False,
+        uses_postgres=True,
+        config_mount="/config.yml",
+        substitutes_env=True,
+        checkable_through_api=True,
+    ),
+}

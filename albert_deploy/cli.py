@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from . import __version__, views
-from .errors import DeployError
+from albert_deploy import __version__, views
+from albert_deploy.errors import DeployError
 
 PROFILE = click.argument("profile", required=False, type=click.Path(dir_okay=False))
 JSON = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text.")
@@ -51,7 +51,7 @@ def cli() -> None:
 @JSON
 def render(profile: str | None, output: Path, target: str, as_json: bool) -> None:
     """Write the compose file, the API config and the secrets for PROFILE (or Kubernetes manifests)."""
-    from . import commands
+    from albert_deploy import commands
 
     result = run(lambda: commands.render(profile, output, target=target))
     emit(result, as_json, views.render_kubernetes_text if target == "kubernetes" else views.render_text)
@@ -62,7 +62,7 @@ def render(profile: str | None, output: Path, target: str, as_json: bool) -> Non
 @JSON
 def validate(profile: str | None, as_json: bool) -> None:
     """Check PROFILE without writing anything."""
-    from . import commands
+    from albert_deploy import commands
 
     result = run(lambda: commands.validate(profile))
     emit(result, as_json, views.validate_text)
@@ -71,7 +71,7 @@ def validate(profile: str | None, as_json: bool) -> None:
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of the profile format."""
-    from . import commands
+    from albert_deploy import commands
 
     click.echo(json.dumps(commands.schema(), indent=2, sort_keys=True))
 
@@ -81,7 +81,7 @@ def schema() -> None:
 @JSON
 def plan_gpus(profile: str | None, as_json: bool) -> None:
     """Show which GPU each model gets, its memory budget and the derived server flags."""
-    from . import commands
+    from albert_deploy import commands
 
     result = run(lambda: commands.plan_gpus(profile))
     emit(result, as_json, views.plan_gpus_text)
@@ -117,8 +117,8 @@ def up(
     timeouts: tuple[str, ...], as_json: bool,
 ) -> None:  # fmt: skip
     """Render PROFILE into OUTPUT, then create or update the stack until every service is healthy."""
-    from . import commands
-    from .progress import EventLines, reporter_for
+    from albert_deploy import commands
+    from albert_deploy.converge.progress import EventLines, reporter_for
 
     # With --json, stdout carries only the result: progress goes to stderr.
     reporter = EventLines(sys.stderr) if as_json else reporter_for(sys.stdout)
@@ -134,7 +134,7 @@ def up(
 @JSON
 def plan(profile: str | None, output: Path, no_gpus: bool, as_json: bool) -> None:
     """Say per service what `up` would do (create, recreate and why, start, nothing), touching nothing."""
-    from . import commands
+    from albert_deploy import commands
 
     result = run(lambda: commands.plan(profile, output, no_gpus=no_gpus))
     emit(result, as_json, views.plan_text)
@@ -147,7 +147,7 @@ def plan(profile: str | None, output: Path, no_gpus: bool, as_json: bool) -> Non
 @JSON
 def down(profile: str | None, project: str | None, volumes: bool, as_json: bool) -> None:
     """Stop and remove the project's containers and network; volumes are kept unless --volumes."""
-    from . import commands
+    from albert_deploy import commands
 
     result = run(lambda: commands.down(profile, project=project, volumes=volumes))
     emit(result, as_json, views.down_text)
@@ -161,7 +161,7 @@ def down(profile: str | None, project: str | None, volumes: bool, as_json: bool)
 @JSON
 def status(profile: str | None, output: Path, project: str | None, no_gpus: bool, as_json: bool) -> None:
     """Service, state, health, GPUs, ports and drift from what PROFILE renders now."""
-    from . import commands
+    from albert_deploy import commands
 
     result = run(lambda: commands.status(profile, output, project=project, no_gpus=no_gpus))
     emit(result, as_json, views.status_text)
@@ -178,7 +178,7 @@ cli.add_command(status, name="ps")
 @click.option("--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines.")
 def logs(service: str, profile: str | None, project: str | None, follow: bool, tail: int | None) -> None:
     """Print the logs of SERVICE."""
-    from . import commands
+    from albert_deploy import commands
 
     stream = run(lambda: commands.logs(profile, service, project=project, follow=follow, tail=tail))
     out = click.get_binary_stream("stdout")
@@ -197,8 +197,8 @@ def logs(service: str, profile: str | None, project: str | None, follow: bool, t
 @JSON
 def check(profile: str | None, output: Path, timeout: float, as_json: bool) -> None:
     """Call every model's endpoint with a tiny request and check the answer's shape; exit 1 on any failure."""
-    from . import commands
-    from .errors import CheckFailed
+    from albert_deploy import commands
+    from albert_deploy.errors import CheckFailed
 
     result = run(lambda: commands.check(profile, output, timeout=timeout))
     emit(result, as_json, views.check_text)
@@ -219,8 +219,8 @@ def pull(profile: str | None, output: Path, as_json: bool) -> None:
 
     The Hugging Face token is read from HF_TOKEN in the environment, else from OUTPUT/.env; it
     reaches the download container through its environment only."""
-    from . import commands
-    from .progress import EventLines, reporter_for
+    from albert_deploy import commands
+    from albert_deploy.converge.progress import EventLines, reporter_for
 
     reporter = EventLines(sys.stderr) if as_json else reporter_for(sys.stdout)
     result = run(lambda: commands.pull(profile, output, reporter=reporter))
@@ -234,7 +234,7 @@ def lock(profile: str | None, as_json: bool) -> None:
     """Resolve every image of PROFILE to its content digest and write PROFILE.lock.json beside it.
 
     `render` and `up` then run image@sha256:... (the embedded default: ./default.lock.json)."""
-    from . import commands
+    from albert_deploy import commands
 
     result = run(lambda: commands.lock(profile))
     emit(result, as_json, views.lock_text)
@@ -249,7 +249,7 @@ def bundle(profile: str | None, target: Path, as_json: bool) -> None:
     """Write one archive with the images, the model caches, the rendered files (not .env) and the profile.
 
     Run `albert-deploy pull` first: the images and the model caches are taken from this host."""
-    from . import commands
+    from albert_deploy import commands
 
     result = run(lambda: commands.bundle(profile, target))
     emit(result, as_json, views.bundle_text)
@@ -263,7 +263,7 @@ def bundle(profile: str | None, target: Path, as_json: bool) -> None:
 @JSON
 def load(bundle_file: Path, output: Path, profile_dir: Path, as_json: bool) -> None:
     """Verify every sha256 of FILE, then restore its images, model-cache volumes and rendered files."""
-    from . import commands
+    from albert_deploy import commands
 
     result = run(lambda: commands.load_bundle(bundle_file, output, profile_dir))
     emit(result, as_json, views.load_text)

@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import LockError
-from .lockfile import Lock, read_lock, write_lock
-from .plan import Stack, build_stack
-from .profile import DEFAULT_PROFILE, Profile, load_profile, profile_json_schema
-from .render import existing_env, render_stack, write_rendered
-from .resources import default_profile_text
-from .spec import gpus_text
+from albert_deploy.errors import LockError
+from albert_deploy.plan.build import Stack, build_stack
+from albert_deploy.plan.spec import gpus_text
+from albert_deploy.profile.lock import Lock, read_lock, write_lock
+from albert_deploy.profile.model import DEFAULT_PROFILE, Profile, load_profile, profile_json_schema
+from albert_deploy.render.files import existing_env, render_stack, write_rendered
+from albert_deploy.resources import default_profile_text
 
 
 def load(profile_path: str | None, pinned: bool = True) -> tuple[Profile, Stack]:
@@ -41,7 +41,7 @@ def validate(profile_path: str | None) -> dict[str, Any]:
 def render(profile_path: str | None, out_dir: Path, target: str = "compose") -> dict[str, Any]:
     profile, stack = load(profile_path)
     if target == "kubernetes":
-        from .k8s.render import render_into
+        from albert_deploy.render.kubernetes.render import render_into
 
         return {**_summary(stack), "output": str(out_dir.resolve()), **render_into(profile, stack, out_dir)}
     rendered = render_stack(stack, existing_env(out_dir))
@@ -50,8 +50,8 @@ def render(profile_path: str | None, out_dir: Path, target: str = "compose") -> 
 
 
 def plan_gpus(profile_path: str | None) -> dict[str, Any]:
-    from .placement import format_placement, placement_report
-    from .plan import place_models
+    from albert_deploy.placement.place import format_placement, placement_report
+    from albert_deploy.plan.build import place_models
 
     source = profile_path or DEFAULT_PROFILE
     placement = place_models(load_profile(profile_path), source)
@@ -76,14 +76,14 @@ def up(
     reporter: Any = None,
 ) -> dict[str, Any]:
     """Render into ``out_dir``, then converge the stack (``dry_run``: say what would change)."""
-    from . import apply
+    from albert_deploy.converge import apply
 
     if dry_run:
         return plan(profile_path, out_dir, no_gpus=no_gpus)
     profile, stack = load(profile_path)
     applied = apply.prepare(stack, out_dir, write=True, no_gpus=no_gpus)
     if profile.offline:  # refuse now rather than hang on a download inside a container
-        from . import airgap
+        from albert_deploy.airgap import offline as airgap
 
         airgap.offline_check(profile, applied)
     return apply.up(applied, timeouts=timeouts, detach=detach, reporter=reporter)
@@ -91,8 +91,8 @@ def up(
 
 def plan(profile_path: str | None, out_dir: Path, *, no_gpus: bool = False) -> dict[str, Any]:
     """Per service: create, recreate (why), start or nothing. Writes nothing, changes nothing."""
-    from . import apply
-    from .servers import start_order
+    from albert_deploy.converge import apply
+    from albert_deploy.plan.servers import start_order
 
     _, stack = load(profile_path)
     result = apply.plan(apply.prepare(stack, out_dir, write=False, no_gpus=no_gpus))
@@ -104,7 +104,7 @@ def _project_name(profile_path: str | None, project: str | None) -> str:
 
 
 def down(profile_path: str | None, *, project: str | None = None, volumes: bool = False) -> dict[str, Any]:
-    from . import apply
+    from albert_deploy.converge import apply
 
     return apply.down(_project_name(profile_path, project), volumes)
 
@@ -113,7 +113,7 @@ def status(
     profile_path: str | None, out_dir: Path, *, project: str | None = None, no_gpus: bool = False
 ) -> dict[str, Any]:
     """Containers of the project; drift against what the profile renders now (unless only -p is given)."""
-    from . import apply
+    from albert_deploy.converge import apply
 
     if project and profile_path is None:
         return apply.status(project, None)
@@ -130,14 +130,14 @@ def status(
 def logs(
     profile_path: str | None, service: str, *, project: str | None = None, follow: bool = False, tail: int | None = None
 ) -> Any:
-    from . import apply
+    from albert_deploy.converge import apply
 
     return apply.logs(_project_name(profile_path, project), service, follow, tail)
 
 
 def check(profile_path: str | None, out_dir: Path, *, timeout: float = 10.0) -> dict[str, Any]:
     """The contract test: each model's endpoint, on its server and through the API."""
-    from . import apply
+    from albert_deploy.converge import apply
 
     _, stack = load(profile_path)
     return apply.check(apply.prepare(stack, out_dir, write=False), timeout)
@@ -148,7 +148,8 @@ def check(profile_path: str | None, out_dir: Path, *, timeout: float = 10.0) -> 
 
 def pull(profile_path: str | None, out_dir: Path, reporter: Any = None) -> dict[str, Any]:
     """Pull every image, then download every hosted model into its server's cache volume."""
-    from . import airgap, apply
+    from albert_deploy.airgap import offline as airgap
+    from albert_deploy.converge import apply
 
     profile, stack = load(profile_path)
     return airgap.pull(profile, apply.prepare(stack, out_dir, write=False), reporter)
@@ -156,7 +157,7 @@ def pull(profile_path: str | None, out_dir: Path, reporter: Any = None) -> dict[
 
 def lock(profile_path: str | None) -> dict[str, Any]:
     """Resolve every image of the profile (as written, not as locked) to its digest; write the lock file."""
-    from . import airgap
+    from albert_deploy.airgap import offline as airgap
 
     _, stack = load(profile_path, pinned=False)
     entries = airgap.lock_entries([s.image for s in stack.services])
@@ -166,8 +167,9 @@ def lock(profile_path: str | None) -> dict[str, Any]:
 
 def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
     """One archive: the images, the model caches, the rendered files (without .env), the profile and its lock."""
-    from . import bundle as archive
-    from . import engine, modelcache
+    from albert_deploy.airgap import bundle as archive
+    from albert_deploy.airgap import modelcache
+    from albert_deploy.converge import engine
 
     profile, stack, locked = _load_locked(profile_path)
     # compose.yml and config.yml hold ${NAME} references only: they do not depend on this host's .env.
@@ -191,8 +193,8 @@ def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
 
 def load_bundle(path: Path, out_dir: Path, profile_dir: Path) -> dict[str, Any]:
     """Verify every member of the bundle, then restore its images, volumes and files."""
-    from . import bundle as archive
-    from . import engine
+    from albert_deploy.airgap import bundle as archive
+    from albert_deploy.converge import engine
 
     return archive.load_bundle(engine.connect, path, out_dir, profile_dir)
 

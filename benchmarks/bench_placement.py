@@ -21,11 +21,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from albert_deploy import placement
 from albert_deploy.catalog import EMBEDDINGS, TEXT_GENERATION
 from albert_deploy.errors import PlacementError
-from albert_deploy.placement import Placement, place
-from albert_deploy.profile import Profile
+from albert_deploy.placement import place as placement
+from albert_deploy.placement.place import Placement, place
+from albert_deploy.profile.model import Profile
 
 LLM = "AgentPublic/guillaumetell-7b"
 SMALL = ["intfloat/multilingual-e5-large", "BAAI/bge-reranker-v2-m3", "openai/whisper-large-v3-turbo"]

@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from albert_deploy.cli import cli
-from albert_deploy.containers import PROJECT, SERVICE
+from albert_deploy.converge.containers import PROJECT, SERVICE
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))

@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from albert_deploy.cli import cli
-from albert_deploy.containers import PROJECT
+from albert_deploy.converge.containers import PROJECT
 from tests.conftest import TEST_LABEL
 from tests.helpers import FULL, Deployment
 

@@ -12,12 +12,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from albert_deploy import bundle, lockfile, modelcache
+from albert_deploy.airgap import bundle, modelcache
 from albert_deploy.cli import cli
 from albert_deploy.commands import load
 from albert_deploy.errors import BundleError, LockError
-from albert_deploy.render import render_stack
-from albert_deploy.servers import start_order
+from albert_deploy.plan.servers import start_order
+from albert_deploy.profile import lock as lockfile
+from albert_deploy.render.files import render_stack
 from tests.helpers import FULL, fixed_env
 
 DIGEST = "sha256:" + "ab" * 32
@@ -138,7 +139,7 @@ def test_verify_names_the_bad_member_before_anything_loads(tmp_path: Path) -> No
 def test_a_pinned_image_absent_here_resolves_to_its_locked_id_only() -> None:
     import docker.errors
 
-    from albert_deploy import images
+    from albert_deploy.converge import images
 
     pinned, other = f"reg/redis@{DIGEST}", "reg/qdrant@sha256:" + "cd" * 32
     loaded = "sha256:" + "11" * 32
@@ -169,8 +170,8 @@ def test_a_pinned_image_absent_here_resolves_to_its_locked_id_only() -> None:
 
 
 def test_the_lock_hands_its_ids_to_the_stack_and_the_container_runs_by_id(tmp_path: Path) -> None:
-    from albert_deploy import containers
-    from albert_deploy.apply import prepare
+    from albert_deploy.converge import containers
+    from albert_deploy.converge.apply import prepare
 
     profile = _profile(tmp_path)
     image_id = "sha256:" + "11" * 32

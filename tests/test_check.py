@@ -1,4 +1,4 @@
-"""albert_deploy/check.py against the model stand-ins run as plain local processes (no Docker).
+"""albert_deploy/converge/contract.py against the model stand-ins run as plain local processes (no Docker).
 
 Servers bind 127.0.0.1 on free ports; the Albert API stand-in (0.0.3 format, which needs no
 database) sits in front of them for the ``via: api`` checks.
@@ -25,12 +25,12 @@ from typing import IO
 
 import pytest
 
-from albert_deploy import check
+from albert_deploy.converge import contract as check
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_SERVER = REPO / "tests" / "standins" / "model_server.py"
 ALBERT_API = REPO / "tests" / "standins" / "albert_api.py"
-CHECK_SCRIPT = REPO / "albert_deploy" / "check.py"
+CHECK_SCRIPT = REPO / "albert_deploy" / "converge" / "contract.py"
 TG, EMB, ASR, RR = check.TEXT_GENERATION, check.EMBEDDINGS, check.SPEECH, check.RERANK
 E5, RERANKER, WHISPER = "intfloat/multilingual-e5-large", "BAAI/bge-reranker-v2-m3", "openai/whisper-large-v3-turbo"
 

@@ -21,11 +21,11 @@ from kubernetes_validate import utils as kv_utils
 from albert_deploy import commands
 from albert_deploy.cli import cli
 from albert_deploy.errors import ProfileError, RenderError
-from albert_deploy.k8s.objects import escape
-from albert_deploy.k8s.render import SECRET_FILE, previous_secrets, render_kubernetes
-from albert_deploy.plan import build_stack
-from albert_deploy.profile import validate_profile
-from albert_deploy.render import render_stack
+from albert_deploy.plan.build import build_stack
+from albert_deploy.profile.model import validate_profile
+from albert_deploy.render.files import render_stack
+from albert_deploy.render.kubernetes.objects import escape
+from albert_deploy.render.kubernetes.render import SECRET_FILE, previous_secrets, render_kubernetes
 
 from .helpers import PROFILES, REPO
 

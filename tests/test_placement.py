@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from albert_deploy import placement as pl
 from albert_deploy.errors import PlacementError
-from albert_deploy.placement import GIB, MIB, detect_gpus, format_placement, place, placement_report
-from albert_deploy.profile import Profile
+from albert_deploy.placement import place as pl
+from albert_deploy.placement.place import GIB, MIB, detect_gpus, format_placement, place, placement_report
+from albert_deploy.profile.model import Profile
 
 LLM = "AgentPublic/guillaumetell-7b"
 E5 = "intfloat/multilingual-e5-large"
@@ -425,7 +425,7 @@ def test_report_and_table() -> None:
 
 
 def test_importing_placement_loads_neither_nvml_nor_numpy() -> None:
-    code = "import sys, albert_deploy.placement; print(sorted({'pynvml', 'numpy'} & set(sys.modules)))"
+    code = "import sys, albert_deploy.placement.place; print(sorted({'pynvml', 'numpy'} & set(sys.modules)))"
     root = Path(pl.__file__).parent.parent
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -14,12 +14,12 @@ from click.testing import CliRunner
 
 from albert_deploy import commands
 from albert_deploy.cli import cli
-from albert_deploy.envfile import parse_env
 from albert_deploy.errors import RenderError
-from albert_deploy.plan import build_stack
-from albert_deploy.profile import validate_profile
-from albert_deploy.releases import MODULES, r0_0_3, r0_2_0
-from albert_deploy.render import render_stack
+from albert_deploy.plan.build import build_stack
+from albert_deploy.plan.releases import MODULES, r0_0_3, r0_2_0
+from albert_deploy.profile.model import validate_profile
+from albert_deploy.render.envfile import parse_env
+from albert_deploy.render.files import render_stack
 
 from .helpers import PROFILES, REPO, SAMPLES, compose_binary, compose_config, fixed_env
 

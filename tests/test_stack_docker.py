@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from albert_deploy import commands
 from albert_deploy.cli import cli
-from albert_deploy.containers import PROJECT
+from albert_deploy.converge.containers import PROJECT
 from tests.helpers import FULL, SMALL, Deployment, compose_binary, free_port, remove_project
 
 pytestmark = pytest.mark.docker

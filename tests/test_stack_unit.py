@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from albert_deploy import composefile, containers, reconcile
 from albert_deploy.commands import load
+from albert_deploy.converge import composefile, containers, reconcile
+from albert_deploy.converge.progress import EventLines, LiveTable
 from albert_deploy.errors import DeployError, DockerError
-from albert_deploy.progress import EventLines, LiveTable
-from albert_deploy.render import render_stack
+from albert_deploy.render.files import render_stack
 from tests.helpers import PROFILES, compose_config, fixed_env
 
 # --- interpolation ------------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def test_live_table_redraws_in_place() -> None:
 
 
 def test_connection_errors_say_how_to_fix_them() -> None:
-    from albert_deploy import engine
+    from albert_deploy.converge import engine
 
     denied = str(engine._connection_error("('Connection aborted.', PermissionError(13, 'Permission denied'))"))
     assert "no permission on the Docker socket" in denied and "docker group" in denied
@@ -322,7 +322,7 @@ def test_connection_errors_say_how_to_fix_them() -> None:
 
 
 def test_redaction_hides_every_secret() -> None:
-    from albert_deploy import envfile
+    from albert_deploy.render import envfile
 
     assert envfile.redact("key=abcdef123 and abc", ("abcdef123", "abc")) == "key=******** and abc"
     # Longest first, so a secret containing another one is masked whole; short values are never masked.
@@ -334,8 +334,8 @@ def test_redaction_hides_every_secret() -> None:
 def test_check_jobs_hosted_inside_external_on_host_and_through_the_api(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from albert_deploy import apply
-    from albert_deploy import check as checker
+    from albert_deploy.converge import apply
+    from albert_deploy.converge import contract as checker
 
     _, stack = load(str(next(p for p in PROFILES if p.stem == "cpu-dev")))
     (tmp_path / ".env").write_text(fixed_env(stack.secrets))

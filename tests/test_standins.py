@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 
-from albert_deploy import catalog, check, databases
-from albert_deploy.releases import r0_0_3, r0_2_0
+from albert_deploy import catalog
+from albert_deploy.converge import contract as check
+from albert_deploy.plan import databases
+from albert_deploy.plan.releases import r0_0_3, r0_2_0
 
 pytestmark = pytest.mark.docker
 

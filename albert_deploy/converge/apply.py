@@ -1,0 +1,253 @@
+"""The apply stage behind ``up``, ``plan``, ``down``, ``status``, ``logs`` and ``check``.
+
+Render (into the output directory, or in memory for ``plan``/``status``), load the rendered
+compose.yml + .env as compose would, and hand the plain dicts to ``stack`` (the Docker SDK side,
+imported only here and only when needed, so that ``render`` stays fast).
+
+Decisions:
+
+- Config hash. ``com.docker.compose.config-hash`` holds sha256 over the canonical JSON of the
+  interpolated service entry (secrets included, so a changed .env value recreates what uses it)
+  plus the content of every bind-mounted file: a changed config.yml recreates the API, which reads
+  it once at start. ``io.albert-deploy.parts`` keeps an 8-hex digest per key and per file, so that
+  ``plan`` can say *why* ("changed: command, config.yml") without storing any value.
+  ``up`` also recreates a container whose image id differs from the local image's (as compose does).
+- ``--no-gpus`` is part of the hash: it drops the device requests and marks the entry
+  (``x-no-gpus``), so a container started without its GPUs is recreated by the next plain ``up``
+  instead of being kept forever; services without GPUs keep their hash and are not touched.
+  ``status --no-gpus`` compares against that variant.
+- Docker Compose interop. Names and labels are compose's own (project, service, oneoff,
+  container-number, config-hash, depends_on, working_dir, config_files), so ``docker compose
+  ps/logs/down`` on the rendered file see our containers. Compose's own config hash is computed
+  differently; containers without ``io.albert-deploy.version`` were started by compose: ``status``
+  compares them field by field (image, command, environment, ports, health check, GPUs; bind-mounted
+  file contents cannot be verified and it says so), and ``up`` recreates them once, saying why,
+  exactly as compose recreates ours (volumes, hence data, are kept).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from albert_deploy.converge import composefile
+from albert_deploy.errors import DeployError
+from albert_deploy.plan.build import Stack
+from albert_deploy.plan.spec import Service, gpus_text
+from albert_deploy.render import envfile
+from albert_deploy.render.files import COMPOSE_FILE, ENV_FILE, existing_env, render_stack, write_rendered
+
+
+@dataclass(frozen=True)
+class Applied:
+    stack: Stack
+    project: composefile.Project
+    env: dict[str, str]  # .env values: used, never printed
+    had_env: bool = True  # False: no .env yet, so the secrets above were just generated
+
+
+def prepare(stack: Stack, out_dir: Path, write: bool, no_gpus: bool = False) -> Applied:
+    """Render ``stack`` and load it back as compose does. ``write=False`` touches no file.
+
+    Either way the rendered text is what gets loaded: once written, the files on disk hold exactly it."""
+    existing = existing_env(out_dir)
+    rendered = render_stack(stack, existing)
+    if write:
+        write_rendered(rendered, out_dir)
+    env_text = rendered.files[ENV_FILE]
+    files = {name: text.encode() for name, text in rendered.files.items()}
+    project = composefile.load_project(rendered.files[COMPOSE_FILE], out_dir, env_text, files=files)
+    if no_gpus:
+        project = composefile.without_gpus(project)
+    return Applied(stack, project, composefile.parse_env_file(env_text, os.environ), existing is not None)
+
+
+# --- up / plan ----------------------------------------------------------------------------------
+
+
+def plan(applied: Applied) -> dict[str, Any]:
+    from albert_deploy.converge import engine
+    from albert_deploy.converge import stack as docker_stack
+
+    client = engine.connect()
+    actions = docker_stack.plan(client, applied.project, applied.stack.locked_ids)
+    return {"project": applied.project.name, "actions": [a.as_dict() for a in actions], "changes": _changes(actions)}
+
+
+def up(
+    applied: Applied,
+    timeouts: tuple[str, ...] = (),
+    detach: bool = False,
+    reporter: Any = None,
+) -> dict[str, Any]:
+    from albert_deploy.converge import engine, reconcile
+    from albert_deploy.converge import stack as docker_stack
+
+    limits = reconcile.parse_timeouts(timeouts)
+    unknown = sorted(set(limits) - set(applied.project.services) - {"*"})
+    if unknown:
+        raise DeployError(
+            f"--timeout {unknown[0]}=...: no such service (services: {', '.join(applied.project.services)})"
+        )
+    t0 = time.monotonic()
+    client = engine.connect()
+    result = docker_stack.up(
+        client,
+        applied.project,
+        timeouts=limits,
+        detach=detach,
+        reporter=reporter,
+        secrets=envfile.secret_values(applied.env),
+        locked_ids=applied.stack.locked_ids,
+    )
+    no_gpus = any(s.get("x-no-gpus") for s in applied.project.services.values())
+    return {
+        "project": applied.project.name,
+        "actions": [a.as_dict() for a in result.actions],
+        "changes": _changes(result.actions),
+        "services": [
+            _summary_row(s, applied, result.services.get(s.name, {}), no_gpus) for s in applied.stack.services
+        ],
+        "api_url": api_url(applied.stack),
+        "detached": detach,
+        "seconds": round(time.monotonic() - t0, 2),
+    }
+
+
+def _changes(actions: list[Any]) -> int:
+    return sum(1 for a in actions if a.kind != "nothing")
+
+
+def _summary_row(service: Service, applied: Applied, state: dict[str, Any], no_gpus: bool) -> dict[str, Any]:
+    gpus = gpus_text(service.gpu)
+    if no_gpus and service.gpu is not None:
+        gpus = f"none (--no-gpus; profile: {gpus})"
+    return {
+        "service": service.name,
+        "role": service.role,
+        "image": service.image,
+        "gpus": gpus,
+        "url": service_url(service, applied.stack),
+        "action": state.get("action", ""),
+        "state": state.get("state", ""),
+        "health": state.get("health", ""),
+    }
+
+
+def api_url(stack: Stack) -> str:
+    api = next(s for s in stack.services if s.role == "api")
+    host, port, _ = api.ports[0]
+    return f"http://{_reachable(host)}:{port}"
+
+
+def _reachable(host: str) -> str:
+    # 0.0.0.0 binds every interface; the loopback one reaches it from this host.
+    return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host.strip('[]')}]" if ":" in host else host)
+
+
+def service_url(service: Service, stack: Stack) -> str:
+    if service.ports:
+        host, port, _ = service.ports[0]
+        return f"http://{_reachable(host)}:{port}"
+    endpoint = next((e for e in stack.endpoints if e.hosted and e.name == service.model), None)
+    return f"{endpoint.url} (inside the stack)" if endpoint else "-"
+
+
+# --- down / status / logs -----------------------------------------------------------------------
+
+
+def down(project: str, volumes: bool) -> dict[str, Any]:
+    from albert_deploy.converge import engine, stackops
+
+    return stackops.down(engine.connect(), project, volumes)
+
+
+def status(project: str, applied: Applied | None, locked: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``locked``: service -> its image's lock entry; a running container on another image is reported."""
+    from albert_deploy.converge import engine, stackops
+
+    # Without a .env the secrets would be new ones: every service would look changed.
+    desired = applied.project if applied and applied.had_env else None
+    locked_ids = applied.stack.locked_ids if applied else {}
+    rows = stackops.status(engine.connect(), project, desired, locked or {}, locked_ids)
+    return {
+        "project": project,
+        "services": rows,
+        "lock_mismatch": any(r["lock"].startswith("differs") for r in rows),
+        "drift": any(r["drift"] not in ("none", "unknown") and not r["drift"].startswith("none ") for r in rows),
+        "api_url": api_url(applied.stack) if applied else None,
+    }
+
+
+def logs(project: str, service: str, follow: bool, tail: int | None) -> Iterator[bytes]:
+    from albert_deploy.converge import engine, stackops
+
+    return stackops.logs(engine.connect(), project, service, follow, tail)
+
+
+# --- check --------------------------------------------------------------------------------------
+
+
+def check(applied: Applied, timeout: float = 10.0) -> dict[str, Any]:
+    """Every model's contract, on its server and through the API where the release allows it."""
+    from albert_deploy.converge import contract as checker
+
+    if not applied.had_env:
+        raise DeployError(
+            f"{applied.project.working_dir}/{ENV_FILE} does not exist: run `albert-deploy up` first (or give -o)"
+        )
+    stack, env = applied.stack, {**applied.env, **os.environ}
+    hosted: list[dict[str, Any]] = []
+    external: list[dict[str, Any]] = []
+    via_api: list[dict[str, Any]] = []
+    for e in stack.endpoints:
+        key = env.get(e.key.name) if e.key else None
+        job = {"name": e.name, "type": e.type, "url": e.url, "served_name": e.served_name, "key": key, "via": "server"}
+        (hosted if e.hosted else external).append(job)
+        if stack.release.checkable_through_api:
+            via_api.append(
+                {**job, "url": api_url(stack), "served_name": e.name, "key": env.get("MASTER_KEY"), "via": "api"}
+            )
+    results: list[dict[str, Any]] = []
+    if hosted:
+        results += _check_inside(applied, hosted, timeout)
+    results += checker.run_checks(external, timeout)
+    results += checker.run_checks(via_api, timeout)
+    secrets = envfile.secret_values(applied.env)
+    for result in results:
+        result["detail"] = envfile.redact(str(result.get("detail", "")), secrets)
+    notes = (
+        []
+        if via_api
+        else [f"release {stack.release.version}: models are not checked through the API (it has no master key)"]
+    )
+    return {
+        "project": stack.project,
+        "results": results,
+        "ok": all(r["ok"] for r in results),
+        "notes": notes,
+    }
+
+
+def _check_inside(applied: Applied, jobs: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+    """Model servers publish no port: run check.py in the API container, which reaches them by name."""
+    from albert_deploy.converge import contract as checker
+    from albert_deploy.converge import engine, stackops
+
+    source = Path(checker.__file__).read_text(encoding="utf-8")
+    payload = json.dumps({"jobs": jobs, "timeout": timeout}).encode()
+    client = engine.connect()
+    code, out = stackops.exec_json(client, applied.project.name, "api", ["python3", "-c", source], payload)
+    try:
+        results = json.loads(out.decode("utf-8", "replace"))
+        if not isinstance(results, list):
+            raise ValueError("not a list")
+        return results
+    except ValueError:
+        detail = f"the checker in the api container exited with {code} and no result"
+        return [{"name": j["name"], "via": "server", "ok": False, "detail": detail} for j in jobs]

@@ -1,0 +1,156 @@
+"""GPU placement: why a profile cannot be placed. The checks made before packing, and the
+messages (the model, its figure, the GPU's figure, the remedies) when packing fails."""
+
+from __future__ import annotations
+
+from albert_deploy.errors import PlacementError
+from albert_deploy.placement.memory import CUDA_GRAPH_HEADROOM, _gb, _Gpu, _Need, _shape
+from albert_deploy.placement.search import _Ctx, _Run, _split_for
+
+
+def _require_weights(need: _Need) -> None:
+    if need.weights is None:
+        raise PlacementError(
+            f"models.{need.pos}.memory: {need.name} is not in the catalog, so its size is unknown: "
+            "give its weights' size as `memory:` (e.g. `memory: 16GB` for 8B parameters in bf16)"
+        )
+
+
+def _check_pins_apart(ctx: _Ctx) -> None:
+    """The profile compares pins as written; one GPU named by index and by UUID is caught here."""
+    owners: dict[int, str] = {}
+    for name, positions in ctx.pins.items():
+        for p in positions:
+            if p in owners:
+                g = ctx.gpus[p]
+                raise PlacementError(
+                    f"models.{ctx.by_name[name].pos}.gpus: GPU {g.index} ({g.device_id}) is already given to "
+                    f"'{owners[p]}': pin another GPU, or set `share_gpus: true` to let models share it"
+                )
+            owners[p] = name
+
+
+def _check_alone(ctx: _Ctx, needs: list[_Need]) -> None:
+    """A model that fits on no GPU even alone gets its own message, before any packing."""
+    widest = max(map(len, ctx.groups), default=0)
+    for need in needs:
+        if need.count and need.count > len(ctx.gpus):
+            raise PlacementError(
+                f"models.{need.pos}.gpus: {need.name} asks for {need.count} GPUs, "
+                f"the profile's `gpus` has {len(ctx.gpus)}"
+            )
+        if need.name in ctx.pins:
+            _check_pinned_alone(ctx, need)
+        elif need.count and need.count > widest:
+            raise PlacementError(
+                f"models.{need.pos}.gpus: {need.name} asks for {need.count} GPUs of one size (vLLM gives each the "
+                f"same share), the profile's `gpus` has at most {widest} of one size: pin the GPUs instead "
+                "(e.g. `gpus: [0, 1]`) or ask for fewer"
+            )
+        elif not need.optional and _split_for(ctx, need, need.kv_floor) is None:
+            raise _too_big_error(ctx, need)
+
+
+def _check_pinned_alone(ctx: _Ctx, need: _Need) -> None:
+    positions = ctx.pins[need.name]
+    _, sizes = _shape(need, need.kv_floor, len(positions), tuple(ctx.gpus[p].total for p in positions))
+    for p, size in zip(positions, sizes, strict=True):
+        g = ctx.gpus[p]
+        if size > g.usable:
+            raise PlacementError(
+                f"models.{need.pos}.gpus: {need.name} needs {_gb(size)} on {g.label}, which has {_gb(g.total)} "
+                f"({_gb(g.usable)} usable): {_remedies(ctx, need, g)}"
+            )
+
+
+def _too_big_error(ctx: _Ctx, need: _Need) -> PlacementError:
+    if not ctx.gpus:
+        return PlacementError(f"{need.name} needs a GPU and the profile's `gpus` lists none: declare the host's GPUs")
+    largest = ctx.largest
+    size = max(_shape(need, need.kv_floor, need.count or 1, (largest.total,))[1])
+    detail = f" ({_breakdown(need)})" if need.vllm else ""
+    many = f"{need.count} × " if (need.count or 1) > 1 else ""
+    return PlacementError(
+        f"{need.name} needs {many}{_gb(size)}{detail}, the largest GPU has {_gb(largest.total)} "
+        f"({_gb(largest.usable)} usable): {_remedies(ctx, need, largest)}"
+    )
+
+
+def _breakdown(need: _Need) -> str:
+    assert need.weights is not None
+    kv = f"KV cache {_gb(need.kv_floor)}"
+    kv += f" for one {need.max_model_len}-token sequence" if need.kv_per_token else " (a quarter of the weights)"
+    return f"weights {_gb(need.weights)}, {kv}, runtime and CUDA graphs {_gb(need.runtime + CUDA_GRAPH_HEADROOM)}"
+
+
+def _remedies(ctx: _Ctx, need: _Need, gpu: _Gpu) -> str:
+    if need.server == "tei":
+        return "give it `gpus: cpu`, a larger GPU, or use an external endpoint"
+    if not need.vllm:
+        return "use a larger GPU or an external endpoint"
+    options = []
+    shorter = _fitting_len(need, gpu)
+    if shorter:
+        options.append(f"lower max_model_len (to {shorter} or less)")
+    k = _split_that_fits(need, gpu)
+    if k:
+        options.append(f"add GPUs (it fits split over {k} × {_gb(gpu.total)})")
+    elif not need.heads and (need.count or 1) == 1:
+        options.append("split it over 2 GPUs yourself (`gpus: 2`, if its attention heads divide by 2)")
+    else:
+        options.append("add a larger GPU")
+    return ", ".join(options) + ", or use an external endpoint"
+
+
+def _fitting_len(need: _Need, gpu: _Gpu) -> int | None:
+    """Largest max_model_len (in 1024s) whose single sequence fits the GPU; None if none or no help."""
+    if not need.kv_per_token or need.weights is None or need.max_model_len is None:
+        return None
+    inner = (gpu.usable - CUDA_GRAPH_HEADROOM) * 100 // gpu.total * gpu.total // 100
+    tokens = (inner - need.runtime - need.weights) // need.kv_per_token // 1024 * 1024
+    return tokens if 1024 <= tokens < need.max_model_len else None
+
+
+def _split_that_fits(need: _Need, gpu: _Gpu) -> int | None:
+    k = 2
+    while need.heads and need.heads % k == 0 and k <= 64:
+        if max(_shape(need, need.kv_floor, k, (gpu.total,))[1]) <= gpu.usable:
+            return k
+        k *= 2
+    return None
+
+
+def _packing_error(ctx: _Ctx, needs: list[_Need], run: _Run) -> PlacementError:
+    need = run.failure
+    assert need is not None
+    if need.name in ctx.pins:
+        return _pinned_error(ctx, run, need)
+    k = _split_for(ctx, need, need.kv_floor) or 1
+    size = max(_shape(need, need.kv_floor, k, (ctx.largest.total,))[1])
+    where = f"no {k} GPUs of one size have that much left each" if k > 1 else "no GPU has that much left"
+    room = max(run.free, default=0)
+    wanted = sum(_least_size(ctx, n) for n in needs if not n.optional)
+    usable = sum(g.usable for g in ctx.gpus)
+    return PlacementError(
+        f"{need.name} needs {_gb(size)}{f' on each of {k} GPUs' if k > 1 else ''} but {where} "
+        f"(at most {_gb(room)} on one); the GPU models need {_gb(wanted)} at the least, the GPUs offer {_gb(usable)}:\n"
+        "lower max_model_len, put embedding models on CPU (`gpus: cpu`), use external endpoints, or add a GPU"
+    )
+
+
+def _least_size(ctx: _Ctx, need: _Need) -> int:
+    k = need.count or _split_for(ctx, need, need.kv_floor) or 1
+    if need.name in ctx.pins:
+        return sum(_shape(need, need.kv_floor, k, tuple(ctx.gpus[p].total for p in ctx.pins[need.name]))[1])
+    return k * max(_shape(need, need.kv_floor, k, (ctx.largest.total,))[1])
+
+
+def _pinned_error(ctx: _Ctx, run: _Run, need: _Need) -> PlacementError:
+    positions = ctx.pins[need.name]
+    _, sizes = _shape(need, need.kv_floor, len(positions), tuple(ctx.gpus[p].total for p in positions))
+    p, size = next((p, s) for p, s in zip(positions, sizes, strict=True) if s > run.free[p])
+    others = [name for name, slot in run.slots.items() if p in slot.positions]
+    return PlacementError(
+        f"models.{need.pos}.gpus: {need.name} needs {_gb(size)} on {ctx.gpus[p].label}, which has {_gb(run.free[p])} "
+        f"left after {', '.join(others)}: pin it to another GPU, lower max_model_len, or move a model off that GPU"
+    )

@@ -1,0 +1,163 @@
+"""profile -> stack: every service to run and every endpoint the API config lists, as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from albert_deploy import catalog
+from albert_deploy.errors import PlacementError, ProfileError
+from albert_deploy.placement.place import Placement, place
+from albert_deploy.plan import databases, servers
+from albert_deploy.plan.releases import MODULES, Release
+from albert_deploy.plan.spec import Endpoint, Joined, Ref, Service
+from albert_deploy.profile.model import ExternalModel, HostedModel, Profile
+
+# Client type the 0.1+ API uses for each hosted server.
+SERVER_CLIENT = {"vllm": "vllm", "tei": "tei", "whisper": "openai"}
+EXTERNAL_CLIENT = {
+    catalog.TEXT_GENERATION: "openai",
+    catalog.EMBEDDINGS: "openai",
+    catalog.RERANK: "tei",
+    catalog.SPEECH: "openai",
+}
+
+
+@dataclass(frozen=True)
+class Stack:
+    project: str
+    source: str  # where the profile came from, for the generated files' header
+    release: Release
+    vector_store: str
+    services: tuple[Service, ...]  # databases, then model servers, then the API
+    endpoints: tuple[Endpoint, ...]
+    config: dict[str, Any]  # the release template's context
+    secrets: tuple[str, ...]  # generated into .env
+    operator_env: tuple[str, ...]  # the operator provides these (external keys, HF_TOKEN)
+    placement: Placement = field(compare=False)
+    # Lock file: pinned ``repository@sha256:…`` -> its image id, for hosts where only the id resolves.
+    locked_ids: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def volumes(self) -> list[str]:
+        return sorted({m.volume for s in self.services for m in s.mounts if not m.is_bind})
+
+
+def build_stack(
+    profile: Profile, source: str, pins: dict[str, str] | None = None, locked_ids: dict[str, str] | None = None
+) -> Stack:
+    """``pins``: image -> ``repository@sha256:…`` from the lock file (see ``lockfile``);
+    ``locked_ids``: ``repository@sha256:…`` -> the image id the lock recorded with it."""
+    release_module = MODULES[profile.api.release]
+    release = release_module.RELEASE
+    placement = place_models(profile, source)
+    endpoints = [_endpoint(m) for m in profile.models]
+    if release.substitutes_env:
+        _refuse_substitution_syntax(profile, source)
+    model_servers = servers.one_at_a_time_per_gpu(
+        [servers.model_server(m, placement.models[m.name or ""], profile.offline) for m in profile.hosted], placement
+    )
+    dbs = databases.for_release(
+        {**release_module.IMAGES, **profile.images}, release.uses_postgres, profile.api.vector_store
+    )
+    config = release_module.config_context(endpoints, profile.api.vector_store)
+    config["log_level"] = profile.api.log_level
+    config_refs = sorted({r.name for r in _refs(config)})
+    api = release_module.api_service(
+        profile.images.get("api", release.image), {name: Ref(name) for name in config_refs if name != "MASTER_KEY"}
+    )
+    api = _with_api_wiring(api, profile, [*dbs, *model_servers])
+    services = tuple(_with_interval(s, profile.health_interval) for s in (*dbs, *model_servers, api))
+    if pins:
+        services = tuple(replace(s, image=pins.get(s.image, s.image)) for s in services)
+    all_refs = {r for s in services for r in _refs(s.environment)} | set(_refs(config))
+    operator = sorted({r.name for r in all_refs if r.default is not None} | _external_keys(profile))
+    secrets = sorted({r.name for r in all_refs} - set(operator))
+    return Stack(
+        project=profile.project,
+        source=source,
+        release=release,
+        vector_store=profile.api.vector_store,
+        services=services,
+        endpoints=tuple(endpoints),
+        config=config,
+        secrets=tuple(secrets),
+        operator_env=tuple(operator),
+        placement=placement,
+        locked_ids=dict(locked_ids or {}),
+    )
+
+
+def place_models(profile: Profile, source: str) -> Placement:
+    """GPU placement, with errors naming the profile file like every other profile error."""
+    try:
+        return place(profile)
+    except PlacementError as err:
+        raise PlacementError(f"{source}: {err}") from None
+
+
+def _endpoint(model: HostedModel | ExternalModel) -> Endpoint:
+    if isinstance(model, ExternalModel):
+        return Endpoint(
+            name=model.name,
+            type=model.type,
+            served_name=model.model,
+            url=model.url,
+            key=Ref(model.api_key_env) if model.api_key_env else None,
+            client=model.client or EXTERNAL_CLIENT[model.type],
+            hosted=False,
+        )
+    server = catalog.SERVERS[model.server or ""]
+    return Endpoint(
+        name=model.name or "",
+        type=model.type or "",
+        served_name=model.served_name,
+        url=f"http://{model.name}:{server.port}",
+        key=servers.key_ref(model.name or ""),
+        client=SERVER_CLIENT[server.name],
+        hosted=True,
+    )
+
+
+def _with_api_wiring(api: Service, profile: Profile, others: list[Service]) -> Service:
+    # The API probes its models once at start and never retries: it waits for all of them.
+    return replace(
+        api,
+        ports=((profile.api.bind, profile.api.port, 8000),),
+        depends_on=tuple(s.name for s in others),
+    )
+
+
+def _with_interval(service: Service, seconds: int) -> Service:
+    if service.healthcheck is None:
+        return service
+    return replace(service, healthcheck=replace(service.healthcheck, interval_s=seconds))
+
+
+def _external_keys(profile: Profile) -> set[str]:
+    return {m.api_key_env for m in profile.models if isinstance(m, ExternalModel) and m.api_key_env}
+
+
+def _refuse_substitution_syntax(profile: Profile, source: str) -> None:
+    # 0.1+ releases replace ${NAME} anywhere in their config and offer no escape for it.
+    for i, model in enumerate(profile.models):
+        for key in ("name", "served_model_name", "model"):
+            value = getattr(model, key, None)
+            if isinstance(value, str) and "${" in value:
+                raise ProfileError(
+                    f"{source}: models.{i}.{key}: '${{' cannot appear in a value of the API config "
+                    f"(release {profile.api.release} would replace it): remove it"
+                )
+
+
+def _refs(value: Any) -> list[Ref]:
+    """Every Ref inside a nested structure of dicts, lists, Joined and Refs."""
+    if isinstance(value, Ref):
+        return [value]
+    if isinstance(value, Joined):
+        return [p for p in value.parts if isinstance(p, Ref)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _refs(v)]
+    if isinstance(value, (list, tuple)):
+        return [r for v in value for r in _refs(v)]
+    return []

@@ -1,0 +1,80 @@
+"""Plain data passed between stages: what to run (services) and what the API must know (endpoints).
+
+Every string here is literal. The one exception is :class:`Ref`, a value taken from ``.env`` or
+the operator's environment at start time; renderers write it as ``${NAME}`` and escape the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from albert_deploy.catalog import HealthCheck
+from albert_deploy.placement.gpus import GpuAssignment, gpus_text
+
+__all__ = ["Endpoint", "GpuAssignment", "Joined", "Mount", "Ref", "Service", "Value", "gpus_text"]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """``${name}`` (or ``${name:-default}``), filled from ``.env`` or the environment."""
+
+    name: str
+    default: str | None = None
+
+    def __str__(self) -> str:
+        return f"${{{self.name}}}" if self.default is None else f"${{{self.name}:-{self.default}}}"
+
+
+@dataclass(frozen=True)
+class Joined:
+    """Literal text and references side by side, e.g. ``--requirepass ${REDIS_PASSWORD}``."""
+
+    parts: tuple[str | Ref, ...]
+
+
+Value = Union[str, Ref, Joined]
+
+
+@dataclass(frozen=True)
+class Mount:
+    volume: str  # named volume, or an absolute/relative host path for bind mounts
+    target: str
+    read_only: bool = False
+
+    @property
+    def is_bind(self) -> bool:
+        return self.volume.startswith(("/", "./"))
+
+
+@dataclass(frozen=True)
+class Service:
+    """One container of the stack."""
+
+    name: str
+    role: str  # "database", "model" or "api"
+    image: str
+    command: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] | None = None
+    environment: dict[str, Value] = field(default_factory=dict)
+    ports: tuple[tuple[str, int, int], ...] = ()  # (host address, host port, container port)
+    mounts: tuple[Mount, ...] = ()
+    healthcheck: HealthCheck | None = None
+    depends_on: tuple[str, ...] = ()  # started only once these are healthy
+    gpu: GpuAssignment | None = None
+    user: str | None = None
+    shm_size: str | None = None
+    model: str | None = None  # the profile model this server runs
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A model as the API config sees it, hosted here or external."""
+
+    name: str  # the profile's name: API id or alias
+    type: str
+    served_name: str  # what the server reports
+    url: str  # server root, without /v1
+    key: Ref | None
+    client: str  # 0.1+ client type: vllm, tei, openai or albert
+    hosted: bool

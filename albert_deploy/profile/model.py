@@ -1,0 +1,486 @@
+"""The profile: what an operator writes. Strict Pydantic models, then loading with clear errors.
+
+Rules that need the catalog or the release table live here too, so that a profile that loads is
+one that can be planned and rendered.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from albert_deploy import catalog
+from albert_deploy.catalog import RELEASES
+from albert_deploy.errors import ProfileError
+from albert_deploy.profile.kubernetes import Kubernetes, Toleration
+from albert_deploy.profile.strict import Strict, _at, _key, _LocatedError
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+STACK_SERVICES = ("api", "redis", "postgres", "qdrant", "elasticsearch")
+RESERVED_SERVICES = STACK_SERVICES
+IMAGE_KEYS = (*STACK_SERVICES, "downloader")  # `images:` also names the image `pull` downloads models with
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|K|M|G|T)?\s*$", re.IGNORECASE)
+_UNITS = {
+    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
+}  # fmt: skip
+
+
+def parse_size(value: Any) -> int:
+    """``"24GB"``, ``"81559MiB"``, ``"16G"`` or a number of bytes -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError("give a size such as 24GB or 81559MiB")
+    if isinstance(value, (int, float)):
+        return int(value)
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"'{value}' is not a size: write it as 24GB, 24GiB or 81559MiB")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[(unit or "b").lower()])
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+# --- GPU inventory --------------------------------------------------------------------------
+
+
+def _memory_from_name(data: Any) -> Any:
+    # nvidia-smi's name is enough for a known GPU: its memory comes from the catalog.
+    if isinstance(data, dict) and "memory" not in data and isinstance(data.get("name"), str):
+        known = catalog.gpu_by_name(data["name"])
+        if known is None:
+            raise _key(
+                "memory",
+                f"'{data['name']}' is not a GPU albert-deploy knows: give its `memory` as nvidia-smi prints it, e.g. 81559MiB",
+            )
+        return {**data, "memory": f"{known.memory_mib}MiB"}
+    return data
+
+
+class Gpu(Strict):
+    """One GPU of the host."""
+
+    _fill_memory = model_validator(mode="before")(_memory_from_name)
+
+    index: int = Field(ge=0, description="Index as nvidia-smi numbers it.")
+    uuid: str | None = Field(None, pattern=r"^GPU-[0-9a-fA-F-]+$", description="GPU UUID (survives renumbering).")
+    memory: Size = Field(
+        description="Total memory, e.g. 81559MiB as nvidia-smi prints it; optional for a known `name`."
+    )
+    name: str | None = Field(None, description="Model name as nvidia-smi prints it, e.g. 'NVIDIA L4'.")
+    compute_capability: str | None = Field(
+        None, pattern=r"^\d+\.\d+$", description="e.g. '8.9'; found from name when omitted."
+    )
+
+
+class GpuPool(Strict):
+    """``count`` identical GPUs, indexed from 0."""
+
+    _fill_memory = model_validator(mode="before")(_memory_from_name)
+
+    count: int = Field(ge=1, le=64)
+    memory: Size = Field(description="Memory of each GPU; optional for a known `name`.")
+    name: str | None = None
+    compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$")
+
+
+GpuInventory = Union[Literal["auto"], GpuPool, list[Gpu]]
+
+
+# --- Models -----------------------------------------------------------------------------------
+
+# "auto": placement decides; "cpu" or 0: no GPU; N: any N GPUs; [ids]: these GPUs (index or UUID).
+GpuRequest = Union[Literal["auto", "cpu"], Annotated[int, Field(ge=0, le=64)], list[int | str]]
+
+
+class HostedModel(Strict):
+    """A model served by a container that albert-deploy runs."""
+
+    model: str = Field(min_length=1, description="Hugging Face id, e.g. AgentPublic/guillaumetell-7b.")
+    name: str | None = Field(
+        None, description="Name clients use in the API (and the compose service). Default: from the model id."
+    )
+    type: catalog.ModelType | None = Field(None, description="Needed only for models outside the catalog.")
+    server: catalog.ServerName | None = Field(
+        None, description="vllm, tei or whisper; needed only outside the catalog."
+    )
+    gpus: GpuRequest = "auto"
+    image: str | None = Field(None, min_length=1, description="Override the catalog's pinned image.")
+    args: list[str] = Field(default_factory=list, description="Extra server arguments, appended.")
+    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str] = Field(default_factory=dict)
+    port: int | None = Field(None, ge=1, le=65535, description="Publish the server on this host port (127.0.0.1).")
+    served_model_name: str | None = Field(
+        None, min_length=1, description="Id the server reports. Default: the model id."
+    )
+    max_model_len: int | None = Field(None, ge=16, description="vLLM context length.")
+    max_num_seqs: int | None = Field(None, ge=1, description="vLLM concurrent sequences the KV cache is sized for.")
+    memory: Size | None = Field(None, description="Override the weights' size estimate, e.g. 20GB.")
+    health_start_period: int | None = Field(None, ge=0, description="Seconds allowed for loading before health counts.")
+
+    @field_validator("served_model_name", "model")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and (not value.isprintable() or value != value.strip()):
+            raise ValueError("must be one printable line without surrounding spaces")
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _args_one_line(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            if "\n" in arg or "\r" in arg or "\x00" in arg:
+                raise ValueError("server arguments cannot contain newlines")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_catalog(self) -> HostedModel:
+        known = catalog.MODELS.get(self.model)
+        if known is None and (self.server is None or self.type is None):
+            raise ValueError(
+                f"'{self.model}' is not in the catalog: give its `server` (vllm, tei, whisper) and `type`, "
+                f"or use one of: {catalog.catalog_listing()}"
+            )
+        server_name = self.server or (known.server if known else "")
+        model_type = self.type or (known.type if known else "")
+        server = catalog.SERVERS[server_name]
+        if model_type not in server.serves:
+            raise _key(
+                "server" if self.server else "type",
+                f"server '{server_name}' cannot serve {model_type}: use "
+                + " or ".join(s.name for s in catalog.SERVERS.values() if model_type in s.serves)
+                + " (or an external endpoint)",
+            )
+        if self.gpus in ("cpu", 0) and server.needs_gpu:
+            raise _key("gpus", f"{server_name} needs a GPU: give `gpus` a count or ids, or use an external endpoint")
+        if server_name in ("whisper", "tei") and self.served_model_name not in (None, self.model):
+            # TEI 1.8 has no --served-model-name; whisper-openai-api reports its --model as is.
+            raise _key(
+                "served_model_name", f"{server_name} always reports the model id it loads: remove served_model_name"
+            )
+        derived = self.name or _derive_name(self.model)
+        object.__setattr__(self, "name", derived)
+        object.__setattr__(self, "server", server_name)
+        object.__setattr__(self, "type", model_type)
+        return self
+
+    @property
+    def known(self) -> catalog.KnownModel | None:
+        return catalog.MODELS.get(self.model)
+
+    @property
+    def served_name(self) -> str:
+        return self.served_model_name or self.model
+
+
+class ExternalModel(Strict):
+    """A model already served elsewhere: no container, only an entry in the API config."""
+
+    name: str = Field(description="Name clients use in the API.")
+    type: catalog.ModelType
+    url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$", description="Server root, without /v1.")
+    model: str = Field(min_length=1, description="Model id the server reports.")
+    api_key_env: str | None = Field(None, pattern=ENV_NAME_PATTERN, description="Environment variable holding its key.")
+    client: Literal["openai", "vllm", "tei", "albert"] | None = Field(
+        None, description="API client type (0.1+ releases)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _root_url(cls, value: str) -> str:
+        if value.rstrip("/").endswith("/v1"):
+            raise ValueError(
+                f"give the server root without /v1 (e.g. {value.rstrip('/')[:-3]}); albert-deploy adds /v1 where the release expects it"
+            )
+        return value.rstrip("/")
+
+    @field_validator("model")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("must be one printable line")
+        return value
+
+    served_name = property(lambda self: self.model)
+
+
+def _model_kind(value: Any) -> str:
+    return "external" if isinstance(value, dict) and "url" in value else "hosted"
+
+
+ModelEntry = Annotated[
+    Annotated[HostedModel, Tag("hosted")] | Annotated[ExternalModel, Tag("external")],
+    Discriminator(_model_kind),
+]
+
+
+def _derive_name(model_id: str) -> str:
+    base = model_id.rsplit("/", 1)[-1].lower()
+    return re.sub(r"[^a-z0-9_.-]+", "-", base).strip("-._")[:63] or "model"
+
+
+# --- API and profile --------------------------------------------------------------------------
+
+
+def _release_as_text(value: Any) -> Any:
+    # YAML reads `release: 0.2` as a float; keep it as written so the message can name it.
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+class Api(Strict):
+    release: Annotated[str, BeforeValidator(_release_as_text)] = Field("0.2.0", description="Albert API release.")
+    port: int = Field(8080, ge=1, le=65535, description="Host port the API is published on.")
+    bind: str = Field("127.0.0.1", description="Host address the API port binds to; 0.0.0.0 for every interface.")
+    vector_store: str = Field("qdrant", description="qdrant, or elasticsearch where the release supports it.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("release")
+    @classmethod
+    def _known_release(cls, value: str) -> str:
+        if value not in RELEASES:
+            raise ValueError(f"unknown release '{value}'; known releases: {', '.join(RELEASES)}")
+        return value
+
+    @field_validator("bind")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not re.fullmatch(r"(\d{1,3}\.){3}\d{1,3}|\[?[0-9a-fA-F:]+\]?", value):
+            raise ValueError(f"'{value}' is not an IP address: use 127.0.0.1 (this host only) or 0.0.0.0")
+        return value
+
+    @model_validator(mode="after")
+    def _known_store(self) -> Api:
+        stores = RELEASES[self.release].vector_stores
+        if self.vector_store not in stores:
+            raise _key(
+                "vector_store",
+                f"'{self.vector_store}' is not supported by release {self.release}; use one of: {', '.join(stores)}",
+            )
+        return self
+
+
+class Profile(Strict):
+    """An Albert API deployment: which models, where they run, and which API release fronts them."""
+
+    project: str = Field("albert", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="Compose project name.")
+    api: Api = Field(default_factory=Api)  # type: ignore[arg-type]
+    gpus: GpuInventory | None = Field(None, description="The host's GPUs: a pool, a list, or 'auto' to detect them.")
+    placement: Literal["pack", "spread"] = Field("pack", description="pack: as few GPUs as possible; spread: balance.")
+    share_gpus: bool = Field(False, description="Allow two models to pin the same GPU id.")
+    gpu_keep_free: Size = Field(
+        0, ge=0, description="Memory left free on every GPU for processes outside this stack, e.g. 4GB."
+    )
+    images: dict[Literal[IMAGE_KEYS], Annotated[str, Field(min_length=1)]] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="Override the image of the API or a database, e.g. for a registry mirror; `downloader`: the "
+        "image `albert-deploy pull` runs the Hugging Face download in (needs python3 and huggingface_hub).",
+    )
+    offline: bool = Field(
+        False, description="Air-gapped host: model servers never reach the Hugging Face Hub (HF_HUB_OFFLINE=1)."
+    )
+    health_interval: int = Field(10, ge=1, le=300, description="Seconds between health checks of every service.")
+    kubernetes: Kubernetes = Field(
+        default_factory=Kubernetes,  # type: ignore[arg-type]
+        description="Namespace, storage, node selectors and tolerations for `render --target kubernetes`.",
+    )
+    models: list[ModelEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Profile:
+        names: dict[str, int] = {}
+        for i, entry in enumerate(self.models):
+            name = entry.name or ""
+            if not re.fullmatch(NAME_PATTERN, name):
+                raise _at(
+                    i,
+                    "name",
+                    f"'{name}' is not a valid name: use lowercase letters, digits, '.', '_' or '-' (at most 63)",
+                )
+            if name in RESERVED_SERVICES:
+                raise _at(
+                    i,
+                    "name",
+                    f"'{name}' is reserved for the stack's own services ({', '.join(RESERVED_SERVICES)}): rename it",
+                )
+            if name in names:
+                raise _at(
+                    i, "name", f"'{name}' is already the name of models.{names[name]}: give each model a unique `name`"
+                )
+            names[name] = i
+        if not any(m.type == catalog.EMBEDDINGS for m in self.models):
+            raise ValueError(
+                "the Albert API needs an embeddings model: add one of type text-embeddings-inference "
+                "(e.g. `- model: intfloat/multilingual-e5-large`)"
+            )
+        release = RELEASES[self.api.release]
+        if release.requires_text_generation and not any(m.type == catalog.TEXT_GENERATION for m in self.models):
+            raise ValueError(
+                f"release {self.api.release} needs a text-generation model: add one "
+                "(e.g. `- model: AgentPublic/guillaumetell-7b`) or an external endpoint"
+            )
+        self._check_ports()
+        self._check_pins()
+        return self
+
+    def _check_ports(self) -> None:
+        taken = {self.api.port: "api.port"}
+        for i, entry in enumerate(self.models):
+            port = getattr(entry, "port", None)
+            if port is None:
+                continue
+            if port in taken:
+                raise _at(i, "port", f"host port {port} is already used by {taken[port]}: choose another")
+            taken[port] = f"models.{i}.port"
+
+    def _check_pins(self) -> None:
+        owners: dict[str, str] = {}
+        for i, entry in enumerate(self.models):
+            pins = getattr(entry, "gpus", None)
+            if not isinstance(pins, list):
+                continue
+            if len(set(map(str, pins))) != len(pins):
+                raise _at(i, "gpus", "a GPU id is listed twice: list each GPU once")
+            for pin in pins:
+                key = str(pin)
+                if key in owners and not self.share_gpus:
+                    raise _at(
+                        i,
+                        "gpus",
+                        f"GPU {key} is already given to '{owners[key]}': pin another GPU, "
+                        "or set `share_gpus: true` to let models share it",
+                    )
+                owners.setdefault(key, entry.name or "")
+
+    @property
+    def hosted(self) -> list[HostedModel]:
+        return [m for m in self.models if isinstance(m, HostedModel)]
+
+
+# --- Loading ----------------------------------------------------------------------------------
+
+DEFAULT_PROFILE = "<embedded default profile>"
+
+
+def load_profile(path: str | Path | None) -> Profile:
+    """Read and validate a profile file; ``None`` loads the embedded default."""
+    import yaml
+
+    if path is None:
+        from albert_deploy.resources import default_profile_text
+
+        source, text = DEFAULT_PROFILE, default_profile_text()
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ProfileError(
+                f"{source}: no such file; give the path of a profile (see profiles/ for examples)"
+            ) from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ProfileError(f"{source}: cannot read it ({err})") from None
+    try:
+        data = _parse_yaml(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(err, "problem", None) or str(err)
+        raise ProfileError(f"{source}: invalid YAML at {where}: {problem}") from None
+    return validate_profile(data, source)
+
+
+def _parse_yaml(text: str) -> Any:
+    import yaml
+
+    # libyaml is quicker; the pure-Python parser words syntax errors best, so it reports them.
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.load(text, Loader=fast)
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
+
+
+def validate_profile(data: Any, source: str) -> Profile:
+    if not isinstance(data, dict):
+        raise ProfileError(f"{source}: a profile is a YAML mapping with at least `models:`; see profiles/default.yaml")
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as err:
+        raise ProfileError(f"{source}: {_first_error(err)}") from None
+
+
+def _first_error(err: ValidationError) -> str:
+    """The most useful error, as ``key.path: message``."""
+    errors = err.errors(include_url=False)
+    # Tagged-union and Literal alternatives repeat one problem; the deepest location says most.
+    first = max(errors, key=lambda e: len(e["loc"]))
+    if any(e["type"] == "extra_forbidden" for e in errors):
+        first = next(e for e in errors if e["type"] == "extra_forbidden")
+    loc = ".".join(str(p) for p in first["loc"] if p not in ("hosted", "external") and not _is_union_tag(p))
+    ctx_error = (first.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _LocatedError):
+        loc = f"{loc}.{ctx_error.loc}".lstrip(".") if ctx_error.relative else ctx_error.loc
+        message = str(ctx_error)
+    elif first["type"] == "extra_forbidden":
+        key = str(first["loc"][-1])
+        loc = loc.rsplit(".", 1)[0] if "." in loc else ""
+        guess = difflib.get_close_matches(key, _all_keys(), n=1)
+        message = f"unknown key '{key}'" + (
+            f": did you mean '{guess[0]}'?" if guess else ": remove it (see `albert-deploy schema`)"
+        )
+        return f"{loc}: {message}" if loc else message
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    elif first["type"] == "string_pattern_mismatch":
+        message = _PATTERN_HINTS.get((first.get("ctx") or {}).get("pattern", ""), first["msg"])
+    elif first["type"] == "too_short" and loc == "models":
+        message = "list at least one model (an embeddings model is required)"
+    elif first["type"].startswith("value_error"):
+        message = first["msg"].removeprefix("Value error, ")
+    else:
+        message = first["msg"]
+    return f"{loc}: {message}" if loc else message
+
+
+_PATTERN_HINTS = {
+    ENV_NAME_PATTERN: "must be an environment variable name: UPPER_CASE letters, digits and _",
+    r"^[a-z0-9][a-z0-9_-]{0,62}$": "use lowercase letters, digits, '_' or '-' (at most 63), as Docker Compose requires",
+    r"^GPU-[0-9a-fA-F-]+$": "a GPU UUID looks like GPU-3f2a…, as `nvidia-smi -L` prints it",
+    r"^\d+\.\d+$": "write the compute capability as major.minor, e.g. '8.9'",
+}
+
+
+def _is_union_tag(part: Any) -> bool:
+    # Pydantic names union members in locations, e.g. "list[Gpu]" or "literal['auto','cpu']".
+    return isinstance(part, str) and ("[" in part or part in ("int", "str", "GpuPool", "Gpu"))
+
+
+def _all_keys() -> list[str]:
+    keys: set[str] = set()
+    for model in (Profile, Api, HostedModel, ExternalModel, Gpu, GpuPool, Kubernetes, Toleration):
+        keys.update(model.model_fields)
+    return sorted(keys)
+
+
+def profile_json_schema() -> dict[str, Any]:
+    schema = Profile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "albert-deploy profile"
+    return schema

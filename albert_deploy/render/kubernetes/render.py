@@ -1,0 +1,194 @@
+"""stack -> Kubernetes manifests: a kustomize directory for `kubectl apply -k DIR`, checked, then
+written all at once.
+
+The plan is the compose target's, mapped object by object (``k8s/workloads.py``): model servers and
+the API become Deployments with a Service, databases StatefulSets with a volume claim, model caches
+PersistentVolumeClaims, the API config (the release template's text) a ConfigMap, and every
+generated secret one Secret, the only file that holds any. docs/kubernetes.md explains the choices.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from albert_deploy import __version__
+from albert_deploy.errors import RenderError
+from albert_deploy.plan.build import Stack
+from albert_deploy.plan.spec import Joined, Ref
+from albert_deploy.profile.model import Profile
+from albert_deploy.render import envfile, output
+from albert_deploy.render.files import Rendered, to_yaml_scalar
+from albert_deploy.render.kubernetes.objects import (
+    CONFIG_KEY,
+    CONFIG_MAP,
+    GENERATED_SECRET,
+    OPERATOR_SECRET,
+    STACK_NAME,
+)
+from albert_deploy.render.kubernetes.workloads import Layout, labels, layout
+from albert_deploy.resources import template_text
+
+NAMESPACE_FILE = "namespace.yaml"
+SECRET_FILE = "secret.yaml"
+CONFIGMAP_FILE = "configmap.yaml"
+PVC_FILE = "persistentvolumeclaims.yaml"
+DEPLOYMENTS_FILE = "deployments.yaml"
+STATEFULSETS_FILE = "statefulsets.yaml"
+SERVICES_FILE = "services.yaml"
+KUSTOMIZATION_FILE = "kustomization.yaml"
+GENERATED = (
+    NAMESPACE_FILE, SECRET_FILE, CONFIGMAP_FILE, PVC_FILE, DEPLOYMENTS_FILE, STATEFULSETS_FILE, SERVICES_FILE,
+    KUSTOMIZATION_FILE,
+)  # fmt: skip
+COMPOSE_FILES = ("compose.yml", ".env")
+
+
+def render_into(profile: Profile, stack: Stack, out_dir: Path) -> dict[str, Any]:
+    """Render, keeping the secrets already in ``out_dir``, and write; what was written, for the CLI."""
+    rendered, plan = _render(profile, stack, previous_secrets(out_dir))
+    change = write_kubernetes(rendered, out_dir)
+    operator = {e.key: e.optional for w in plan.workloads for c in (w.container, *w.init_containers) for e in c.env
+                if e.secret == OPERATOR_SECRET}  # fmt: skip
+    return {
+        "target": "kubernetes",
+        "files": sorted(rendered.files),
+        "change": change,
+        "namespace": plan.namespace,
+        "workloads": [
+            {"service": w.name, "kind": w.kind, "role": w.role, "gpus": w.gpus, "image": w.container.image}
+            for w in plan.workloads
+        ],
+        "renamed": {old: new for old, new in plan.names.items() if old != new},
+        "operator_secret": OPERATOR_SECRET,
+        "operator_required": sorted(k for k, optional in operator.items() if k and not optional),
+        "operator_optional": sorted(k for k, optional in operator.items() if k and optional),
+    }
+
+
+def render_kubernetes(profile: Profile, stack: Stack, previous: dict[str, str] | None = None) -> Rendered:
+    """Every manifest as text. ``previous``: the secrets of the last render, which are kept."""
+    return _render(profile, stack, previous or {})[0]
+
+
+def _render(profile: Profile, stack: Stack, previous: dict[str, str]) -> tuple[Rendered, Layout]:
+    plan = layout(profile, stack)
+    secrets = secret_values(stack, previous)
+    env = _environment()
+    common = {"version": __version__, "source": stack.source, "namespace": plan.namespace}
+
+    def render(template: str, **context: Any) -> str:
+        return str(env.get_template(f"kubernetes/{template}.j2").render(**common, **context))
+
+    files: dict[str, str] = {}
+    if profile.kubernetes.create_namespace:
+        files[NAMESPACE_FILE] = render(NAMESPACE_FILE, labels=labels(STACK_NAME, "namespace", plan.instance))
+    files[SECRET_FILE] = render(SECRET_FILE, name=GENERATED_SECRET, secrets=secrets,
+                                labels=labels(STACK_NAME, "secrets", plan.instance))  # fmt: skip
+    files[CONFIGMAP_FILE] = render(CONFIGMAP_FILE, name=CONFIG_MAP, key=CONFIG_KEY, config=plan.config_text,
+                                   labels=labels(plan.names["api"], "api", plan.instance))  # fmt: skip
+    if plan.claims:
+        files[PVC_FILE] = render(PVC_FILE, claims=plan.claims)
+    for name, kind in ((DEPLOYMENTS_FILE, "Deployment"), (STATEFULSETS_FILE, "StatefulSet")):
+        workloads = [w for w in plan.workloads if w.kind == kind]
+        if workloads:
+            files[name] = render(name, workloads=workloads)
+    files[SERVICES_FILE] = render(SERVICES_FILE, workloads=plan.workloads)
+    files[KUSTOMIZATION_FILE] = render(KUSTOMIZATION_FILE, resources=list(files))
+
+    from albert_deploy.render.kubernetes.check import check_manifests
+
+    check_manifests(files, plan, secrets)
+    return Rendered(files, (SECRET_FILE,)), plan
+
+
+def write_kubernetes(rendered: Rendered, out_dir: Path) -> str:
+    """Returns "created", "updated" (previous output kept in DIR.backups/) or "unchanged"."""
+    compose = sorted(p.name for p in out_dir.iterdir() if p.name in COMPOSE_FILES) if out_dir.is_dir() else []
+    if compose:
+        raise RenderError(
+            f"{out_dir.resolve()}: holds a Docker Compose rendering ({', '.join(compose)}): "
+            "give the Kubernetes manifests their own directory with -o, e.g. -o deploy-kubernetes"
+        )
+    return output.replace_directory(out_dir, rendered.files, rendered.secret_files, GENERATED)
+
+
+def previous_secrets(out_dir: Path) -> dict[str, str]:
+    """The Secret of the last render into ``out_dir`` (``{}`` when there is none)."""
+    import yaml
+
+    path = out_dir / SECRET_FILE
+    if not path.is_file():
+        return {}
+    try:
+        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        secret = next(d for d in docs if isinstance(d, dict) and d.get("kind") == "Secret")
+        values = {**_decoded(secret.get("data") or {}), **(secret.get("stringData") or {})}
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+            raise ValueError("its values are not all text")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, StopIteration, ValueError, AttributeError) as err:
+        reason = "it holds no Secret" if isinstance(err, StopIteration) else str(err).splitlines()[0]
+        raise RenderError(
+            f"{path}: cannot read the secrets kept there ({reason}); repair it or restore it from "
+            f"{output.backups_dir(out_dir)}/ (deleting it generates new passwords, which locks the databases out)"
+        ) from None
+    return values
+
+
+def _decoded(data: dict[str, Any]) -> dict[str, str]:
+    import base64
+
+    return {k: base64.b64decode(str(v)).decode("utf-8") for k, v in data.items()}
+
+
+def secret_values(stack: Stack, previous: dict[str, str]) -> dict[str, str]:
+    """Keep every value already there, generate what is missing (as the compose target's .env does)."""
+    values = {name: previous.get(name) or envfile.new_secret() for name in stack.secrets}
+    values.update((k, v) for k, v in previous.items() if k not in values)
+    return values
+
+
+@cache  # compiled templates are reused by later renders in the same process
+def _environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(template_text),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    env.filters["q"] = _scalar
+    env.filters["comment"] = lambda text: "".join(c if c.isprintable() else "?" for c in str(text))
+    env.filters["block"] = _block
+    return env
+
+
+def _scalar(value: Any) -> str:
+    """JSON, which YAML reads back unchanged. Kubernetes' own `$(NAME)` escaping is done before."""
+    if _has_reference(value):
+        raise RenderError(f"internal error: a ${{NAME}} reference reached a manifest ({value!r}); please report it")
+    return to_yaml_scalar(value, lambda text: text)
+
+
+def _has_reference(value: Any) -> bool:
+    if isinstance(value, (Ref, Joined)):
+        return True
+    if isinstance(value, dict):
+        return any(_has_reference(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_reference(v) for v in value)
+    return False
+
+
+def _block(text: str, indent: int) -> str:
+    """A YAML literal block, for the config's readability; JSON where a block could not hold the text."""
+    lines = text.split("\n")
+    plain = all(c.isprintable() or c == "\t" for line in lines for c in line)
+    if not text or not plain or text[0] in " \t\n" or text.endswith("\n\n") or "\ufeff" in text:
+        return _scalar(text)
+    chomp = "" if text.endswith("\n") else "-"
+    body = lines[:-1] if text.endswith("\n") else lines
+    pad = " " * indent
+    return f"|{chomp}\n" + "\n".join(pad + line if line else "" for line in body)
