@@ -9,25 +9,25 @@ from pathlib import Path
 from typing import Any
 
 from albert_deploy.errors import LockError
-from albert_deploy.plan.build import Stack, build_stack
+from albert_deploy.plan.build import Plan, build_plan
 from albert_deploy.plan.spec import gpus_text
 from albert_deploy.profile.lock import Lock, read_lock, write_lock
 from albert_deploy.profile.model import DEFAULT_PROFILE, Profile, load_profile, profile_json_schema
-from albert_deploy.render.files import existing_env, render_stack, write_rendered
+from albert_deploy.render.files import existing_env, render_plan, write_rendered
 from albert_deploy.resources import default_profile_text
 
 
-def load(profile_path: str | None, pinned: bool = True) -> tuple[Profile, Stack]:
+def load(profile_path: str | None, pinned: bool = True) -> tuple[Profile, Plan]:
     """The profile and its stack; with ``pinned``, images locked by ``albert-deploy lock`` run by digest."""
     profile, stack, _ = _load_locked(profile_path, pinned)
     return profile, stack
 
 
-def _load_locked(profile_path: str | None, pinned: bool = True) -> tuple[Profile, Stack, Lock | None]:
+def _load_locked(profile_path: str | None, pinned: bool = True) -> tuple[Profile, Plan, Lock | None]:
     """``load``, and the lock file it read (None: no lock file, or not ``pinned``)."""
     profile = load_profile(profile_path)
     lock = read_lock(profile_path) if pinned else None
-    stack = build_stack(
+    stack = build_plan(
         profile, profile_path or DEFAULT_PROFILE, lock.pins if lock else None, lock.ids if lock else None
     )
     return profile, stack, lock
@@ -44,7 +44,7 @@ def render(profile_path: str | None, out_dir: Path, target: str = "compose") -> 
         from albert_deploy.render.kubernetes.render import render_into
 
         return {**_summary(stack), "output": str(out_dir.resolve()), **render_into(profile, stack, out_dir)}
-    rendered = render_stack(stack, existing_env(out_dir))
+    rendered = render_plan(stack, existing_env(out_dir))
     change = write_rendered(rendered, out_dir)
     return {**_summary(stack), "output": str(out_dir.resolve()), "files": sorted(rendered.files), "change": change}
 
@@ -173,7 +173,7 @@ def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
 
     profile, stack, locked = _load_locked(profile_path)
     # compose.yml and config.yml hold ${NAME} references only: they do not depend on this host's .env.
-    rendered = render_stack(stack)
+    rendered = render_plan(stack)
     files = {f"rendered/{name}": rendered.files[name].encode() for name in archive.RENDERED}
     if profile_path is None:
         files["profile/default.yaml"] = default_profile_text().encode()
@@ -199,7 +199,7 @@ def load_bundle(path: Path, out_dir: Path, profile_dir: Path) -> dict[str, Any]:
     return archive.load_bundle(engine.connect, path, out_dir, profile_dir)
 
 
-def _summary(stack: Stack) -> dict[str, Any]:
+def _summary(stack: Plan) -> dict[str, Any]:
     return {
         "profile": stack.source,
         "project": stack.project,

@@ -18,7 +18,7 @@ from albert_deploy.commands import load
 from albert_deploy.errors import BundleError, LockError
 from albert_deploy.plan.servers import start_order
 from albert_deploy.profile import lock as lockfile
-from albert_deploy.render.files import render_stack
+from albert_deploy.render.files import render_plan
 from tests.helpers import FULL, fixed_env
 
 DIGEST = "sha256:" + "ab" * 32
@@ -45,7 +45,7 @@ def test_the_lock_pins_images_and_render_writes_the_digest(tmp_path: Path) -> No
     images = {s.name: s.image for s in stack.services}
     assert images["redis"] == f"albert-deploy-test/redis@{DIGEST}"
     assert images["qdrant"] == "albert-deploy-test/qdrant:1"  # local only: left as it is
-    compose = render_stack(stack, fixed_env(stack.secrets)).files["compose.yml"]
+    compose = render_plan(stack, fixed_env(stack.secrets)).files["compose.yml"]
     assert f'image: "albert-deploy-test/redis@{DIGEST}"' in compose
     # `lock` itself resolves the profile's own images, not the pinned ones.
     assert {s.image for s in load(str(profile), pinned=False)[1].services} >= {"albert-deploy-test/redis:1"}

@@ -21,9 +21,9 @@ from kubernetes_validate import utils as kv_utils
 from albert_deploy import commands
 from albert_deploy.cli import cli
 from albert_deploy.errors import ProfileError, RenderError
-from albert_deploy.plan.build import build_stack
+from albert_deploy.plan.build import build_plan
 from albert_deploy.profile.model import validate_profile
-from albert_deploy.render.files import render_stack
+from albert_deploy.render.files import render_plan
 from albert_deploy.render.kubernetes.objects import escape
 from albert_deploy.render.kubernetes.render import SECRET_FILE, previous_secrets, render_kubernetes
 
@@ -45,7 +45,7 @@ def render(data: dict[str, Any] | None = None, profile: Path | None = None) -> t
     if data is None:
         data = yaml.safe_load((profile or REPO / "profiles" / "default.yaml").read_text())
     p = validate_profile(data, "test.yaml")
-    stack = build_stack(p, "test.yaml")
+    stack = build_plan(p, "test.yaml")
     return p, stack, render_kubernetes(p, stack, fixed_secrets(stack)).files
 
 
@@ -162,7 +162,7 @@ def test_default_profile_matches_golden_files() -> None:
 def test_the_config_map_holds_the_compose_targets_config() -> None:
     _, stack, files = render()
     config = objects(files, "ConfigMap")["api-config"]["data"]["config.yml"]
-    assert config == render_stack(stack).files["config.yml"]
+    assert config == render_plan(stack).files["config.yml"]
     api = container(files, "api")
     assert {"name": "config", "mountPath": "/config.yml", "subPath": "config.yml", "readOnly": True} in api[
         "volumeMounts"

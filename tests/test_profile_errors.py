@@ -124,7 +124,7 @@ BAD_PROFILES = {
         "models.0.served_model_name: tei always reports the model id it loads: remove served_model_name",
     ),
     "project_name": (
-        "project: My Stack\nmodels:\n" + E5,
+        "project: My Plan\nmodels:\n" + E5,
         "project: use lowercase letters, digits, '_' or '-' (at most 63), as Docker Compose requires",
     ),
     "whisper_renamed": (

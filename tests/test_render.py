@@ -15,11 +15,11 @@ from click.testing import CliRunner
 from albert_deploy import commands
 from albert_deploy.cli import cli
 from albert_deploy.errors import RenderError
-from albert_deploy.plan.build import build_stack
+from albert_deploy.plan.build import build_plan
 from albert_deploy.plan.releases import MODULES, r0_0_3, r0_2_0
 from albert_deploy.profile.model import validate_profile
 from albert_deploy.render.envfile import parse_env
-from albert_deploy.render.files import render_stack
+from albert_deploy.render.files import render_plan
 
 from .helpers import PROFILES, REPO, SAMPLES, compose_binary, compose_config, fixed_env
 
@@ -66,8 +66,8 @@ def profile_variants() -> list[tuple[Path, str, str]]:
 def test_every_profile_renders_for_every_release(profile: Path, release: str, store: str, tmp_path: Path) -> None:
     data = yaml.safe_load(profile.read_text())
     data.setdefault("api", {}).update(release=release, vector_store=store)
-    stack = build_stack(validate_profile(data, str(profile)), str(profile))
-    rendered = render_stack(stack)
+    stack = build_plan(validate_profile(data, str(profile)), str(profile))
+    rendered = render_plan(stack)
     for name, text in rendered.files.items():
         (tmp_path / name).write_text(text)
     result = subprocess.run([compose_binary(), "-f", str(tmp_path / "compose.yml"), "config", "--quiet"],
@@ -86,7 +86,7 @@ def test_every_profile_renders_for_every_release(profile: Path, release: str, st
 
 def test_release_formats_of_the_default_profile(tmp_path: Path) -> None:
     _, stack = commands.load(None)
-    new = yaml.safe_load(render_stack(stack).files["config.yml"])
+    new = yaml.safe_load(render_plan(stack).files["config.yml"])
     assert {m["id"]: m["clients"][0]["type"] for m in new["models"]} == {
         "guillaumetell-7b": "vllm", "multilingual-e5-large": "tei",
         "whisper-large-v3-turbo": "openai", "bge-reranker-v2-m3": "tei",
@@ -94,8 +94,8 @@ def test_release_formats_of_the_default_profile(tmp_path: Path) -> None:
     assert all(not m["clients"][0]["args"]["api_url"].endswith("/v1") for m in new["models"])
     data = yaml.safe_load((REPO / "profiles" / "default.yaml").read_text())
     data["api"]["release"] = "0.0.3"
-    old_stack = build_stack(validate_profile(data, "x"), "x")
-    old = yaml.safe_load(render_stack(old_stack).files["config.yml"])
+    old_stack = build_plan(validate_profile(data, "x"), "x")
+    old = yaml.safe_load(render_plan(old_stack).files["config.yml"])
     assert [m["url"] for m in old["clients"]["models"]] == [
         "http://guillaumetell-7b:8000/v1", "http://multilingual-e5-large:80/v1",
         "http://whisper-large-v3-turbo:8000/v1", "http://bge-reranker-v2-m3:80/v1",
@@ -234,8 +234,8 @@ def hostile_profile(release: str, served: str = "org/model: #1 {x} [y] 'q' $z") 
 @pytest.mark.parametrize("release", ["0.2.0", "0.0.3"])
 def test_hostile_strings_render_back_identical(release: str, tmp_path: Path) -> None:
     profile = validate_profile(hostile_profile(release), "hostile.yaml")
-    stack = build_stack(profile, "hostile.yaml")
-    rendered = render_stack(stack, fixed_env(stack.secrets))
+    stack = build_plan(profile, "hostile.yaml")
+    rendered = render_plan(stack, fixed_env(stack.secrets))
     for name, text in rendered.files.items():
         (tmp_path / name).write_text(text)
     server = compose_config(tmp_path)["services"]["guillaumetell-7b"]
@@ -258,7 +258,7 @@ def test_substitution_syntax_is_refused_where_the_api_would_replace_it() -> None
 
     profile = validate_profile(hostile_profile("0.2.0", served="org/${MASTER_KEY}"), "hostile.yaml")
     with pytest.raises(ProfileError) as err:
-        build_stack(profile, "hostile.yaml")
+        build_plan(profile, "hostile.yaml")
     assert str(err.value) == (
         "hostile.yaml: models.1.served_model_name: '${' cannot appear in a value of the API config "
         "(release 0.2.0 would replace it): remove it"
@@ -312,7 +312,7 @@ def test_servers_sharing_a_gpu_start_one_after_another() -> None:
             {"model": "intfloat/multilingual-e5-large", "name": "e5-cpu", "gpus": "cpu"},
         ],
     }
-    stack = build_stack(validate_profile(data, "x"), "x")
+    stack = build_plan(validate_profile(data, "x"), "x")
     waits = {s.name: s.depends_on for s in stack.services if s.role == "model"}
     # Largest budget first on GPU 0, then by name; GPU 1 and the CPU server start at once.
     assert waits == {
@@ -322,7 +322,7 @@ def test_servers_sharing_a_gpu_start_one_after_another() -> None:
         "whisper-large-v3-turbo": (),
         "e5-cpu": (),
     }
-    compose = yaml.safe_load(render_stack(stack).files["compose.yml"])
+    compose = yaml.safe_load(render_plan(stack).files["compose.yml"])
     assert compose["services"]["multilingual-e5-large"]["depends_on"] == {
         "bge-reranker-v2-m3": {"condition": "service_healthy"}
     }
@@ -331,11 +331,11 @@ def test_servers_sharing_a_gpu_start_one_after_another() -> None:
 def test_offline_profile_keeps_servers_off_the_hub() -> None:
     data = yaml.safe_load((REPO / "profiles" / "default.yaml").read_text())
     data["offline"] = True
-    stack = build_stack(validate_profile(data, "x"), "x")
+    stack = build_plan(validate_profile(data, "x"), "x")
     for service in stack.services:
         if service.role == "model":
             assert service.environment["HF_HUB_OFFLINE"] == "1"
-    plain = build_stack(validate_profile({**data, "offline": False}, "x"), "x")
+    plain = build_plan(validate_profile({**data, "offline": False}, "x"), "x")
     assert all("HF_HUB_OFFLINE" not in s.environment for s in plain.services)
 
 
@@ -363,7 +363,7 @@ def test_tei_on_a_gpu_too_old_for_it_runs_its_cpu_image_without_reserving_the_gp
         "gpus": {"count": 1, "name": "Tesla V100-SXM2-32GB"},
         "models": [{"model": "intfloat/multilingual-e5-large"}, {"model": "AgentPublic/guillaumetell-7b"}],
     }
-    services = {s.name: s for s in build_stack(validate_profile(data, "x"), "x").services}
+    services = {s.name: s for s in build_plan(validate_profile(data, "x"), "x").services}
     assert services["multilingual-e5-large"].image.endswith(":cpu-1.8")
     assert services["multilingual-e5-large"].gpu is None
     assert services["guillaumetell-7b"].gpu is not None and services["guillaumetell-7b"].gpu.device_ids == ("0",)

@@ -15,7 +15,7 @@ from albert_deploy.commands import load
 from albert_deploy.converge import composefile, containers, reconcile
 from albert_deploy.converge.progress import EventLines, LiveTable
 from albert_deploy.errors import DeployError, DockerError
-from albert_deploy.render.files import render_stack
+from albert_deploy.render.files import render_plan
 from tests.helpers import PROFILES, compose_config, fixed_env
 
 # --- interpolation ------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def test_unsupported_keys_are_refused_not_ignored(tmp_path: Path) -> None:
 def test_loaded_services_match_docker_compose_config(profile: Path, tmp_path: Path) -> None:
     """What `up` applies is what the real Compose v2 reads from the same files."""
     _, stack = load(str(profile))
-    rendered = render_stack(stack, fixed_env(stack.secrets))
+    rendered = render_plan(stack, fixed_env(stack.secrets))
     for name, text in rendered.files.items():
         (tmp_path / name).write_text(text)
     ours = composefile.load_project(rendered.files["compose.yml"], tmp_path, rendered.files[".env"], environ={})
@@ -101,7 +101,7 @@ DEFAULT = next(p for p in PROFILES if p.stem == "default")
 
 def _project(tmp_path: Path, profile: Path = DEFAULT, env: str | None = None) -> composefile.Project:
     _, stack = load(str(profile))
-    rendered = render_stack(stack, env or fixed_env(stack.secrets))
+    rendered = render_plan(stack, env or fixed_env(stack.secrets))
     files = {k: v.encode() for k, v in rendered.files.items()}
     return composefile.load_project(
         rendered.files["compose.yml"], tmp_path, rendered.files[".env"], environ={}, files=files
@@ -134,7 +134,7 @@ def test_no_gpus_changes_the_hash_of_gpu_services_only(tmp_path: Path) -> None:
 def test_secret_values_never_appear_in_labels(tmp_path: Path) -> None:
     project = _project(tmp_path)
     stack = load(str(DEFAULT))[1]
-    secret = composefile.parse_env_file(render_stack(stack, fixed_env(stack.secrets)).files[".env"], {})
+    secret = composefile.parse_env_file(render_plan(stack, fixed_env(stack.secrets)).files[".env"], {})
     for service in project.services:
         labels = containers.labels(
             project, service, composefile.config_hash(project, service),

@@ -21,7 +21,7 @@ from albert_deploy.converge import containers, engine
 from albert_deploy.converge.containers import ONEOFF, PROJECT, SERVICE
 from albert_deploy.converge.progress import Reporter
 from albert_deploy.errors import DockerError
-from albert_deploy.plan.build import Stack
+from albert_deploy.plan.build import Plan
 from albert_deploy.profile.model import Profile
 
 DOWNLOAD_LABEL = "io.albert-deploy.download"
@@ -60,7 +60,7 @@ class CacheJob:
         return f"{self.hub_cache}/models--{self.model_id.replace('/', '--')}"
 
 
-def jobs(profile: Profile, stack: Stack) -> list[CacheJob]:
+def jobs(profile: Profile, stack: Plan) -> list[CacheJob]:
     images = {s.name: s.image for s in stack.services}
     result = []
     for model in profile.hosted:

@@ -37,26 +37,26 @@ from typing import Any
 
 from albert_deploy.converge import composefile
 from albert_deploy.errors import DeployError
-from albert_deploy.plan.build import Stack
+from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Service, gpus_text
 from albert_deploy.render import envfile
-from albert_deploy.render.files import COMPOSE_FILE, ENV_FILE, existing_env, render_stack, write_rendered
+from albert_deploy.render.files import COMPOSE_FILE, ENV_FILE, existing_env, render_plan, write_rendered
 
 
 @dataclass(frozen=True)
 class Applied:
-    stack: Stack
+    stack: Plan
     project: composefile.Project
     env: dict[str, str]  # .env values: used, never printed
     had_env: bool = True  # False: no .env yet, so the secrets above were just generated
 
 
-def prepare(stack: Stack, out_dir: Path, write: bool, no_gpus: bool = False) -> Applied:
+def prepare(stack: Plan, out_dir: Path, write: bool, no_gpus: bool = False) -> Applied:
     """Render ``stack`` and load it back as compose does. ``write=False`` touches no file.
 
     Either way the rendered text is what gets loaded: once written, the files on disk hold exactly it."""
     existing = existing_env(out_dir)
-    rendered = render_stack(stack, existing)
+    rendered = render_plan(stack, existing)
     if write:
         write_rendered(rendered, out_dir)
     env_text = rendered.files[ENV_FILE]
@@ -139,7 +139,7 @@ def _summary_row(service: Service, applied: Applied, state: dict[str, Any], no_g
     }
 
 
-def api_url(stack: Stack) -> str:
+def api_url(stack: Plan) -> str:
     api = next(s for s in stack.services if s.role == "api")
     host, port, _ = api.ports[0]
     return f"http://{_reachable(host)}:{port}"
@@ -150,7 +150,7 @@ def _reachable(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host.strip('[]')}]" if ":" in host else host)
 
 
-def service_url(service: Service, stack: Stack) -> str:
+def service_url(service: Service, stack: Plan) -> str:
     if service.ports:
         host, port, _ = service.ports[0]
         return f"http://{_reachable(host)}:{port}"

@@ -24,7 +24,7 @@ EXTERNAL_CLIENT = {
 
 
 @dataclass(frozen=True)
-class Stack:
+class Plan:
     project: str
     source: str  # where the profile came from, for the generated files' header
     release: Release
@@ -43,9 +43,9 @@ class Stack:
         return sorted({m.volume for s in self.services for m in s.mounts if not m.is_bind})
 
 
-def build_stack(
+def build_plan(
     profile: Profile, source: str, pins: dict[str, str] | None = None, locked_ids: dict[str, str] | None = None
-) -> Stack:
+) -> Plan:
     """``pins``: image -> ``repository@sha256:…`` from the lock file (see ``lockfile``);
     ``locked_ids``: ``repository@sha256:…`` -> the image id the lock recorded with it."""
     release_module = MODULES[profile.api.release]
@@ -73,7 +73,7 @@ def build_stack(
     all_refs = {r for s in services for r in _refs(s.environment)} | set(_refs(config))
     operator = sorted({r.name for r in all_refs if r.default is not None} | _external_keys(profile))
     secrets = sorted({r.name for r in all_refs} - set(operator))
-    return Stack(
+    return Plan(
         project=profile.project,
         source=source,
         release=release,

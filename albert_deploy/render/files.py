@@ -11,7 +11,7 @@ from typing import Any
 
 from albert_deploy import __version__
 from albert_deploy.errors import RenderError
-from albert_deploy.plan.build import Stack
+from albert_deploy.plan.build import Plan
 from albert_deploy.plan.releases import MODULES
 from albert_deploy.plan.spec import Joined, Ref, Service
 from albert_deploy.render import envfile, output, runbook
@@ -104,7 +104,7 @@ def _environment(escape: Callable[[str], str]) -> Any:
     return env
 
 
-def render_stack(stack: Stack, existing_env: str | None = None) -> Rendered:
+def render_plan(stack: Plan, existing_env: str | None = None) -> Rendered:
     """All output files as text. ``existing_env``: the current .env, whose secrets are kept."""
     compose_text = _environment(_dollar).get_template("compose.yml.j2").render(
         version=__version__, source=stack.source, project=stack.project,
@@ -124,7 +124,7 @@ def render_stack(stack: Stack, existing_env: str | None = None) -> Rendered:
     return Rendered(files, (ENV_FILE,))
 
 
-def render_config(stack: Stack) -> str:
+def render_config(stack: Plan) -> str:
     """The API config in the release's format, with ``${NAME}`` for secrets (every target mounts this text)."""
     # 0.1+ releases substitute ${NAME} themselves with no escape; 0.0.x go through string.Template.
     config_escape = _keep if stack.release.substitutes_env else _dollar
@@ -157,7 +157,7 @@ def _load(text: str, name: str) -> Any:
         raise RenderError(f"internal error: the rendered {name} is not valid YAML ({err}); please report it") from None
 
 
-def _check_compose(text: str, stack: Stack) -> None:
+def _check_compose(text: str, stack: Plan) -> None:
     """Load the file back and compare it with what was planned."""
     data = _load(text, COMPOSE_FILE)
     services = data.get("services") or {}
@@ -179,5 +179,5 @@ def _check_service(loaded: dict[str, Any], planned: Service) -> None:
     same("environment", loaded.get("environment"), _literal(planned.environment, _dollar) or None)
 
 
-def _check_config(text: str, stack: Stack) -> None:
+def _check_config(text: str, stack: Plan) -> None:
     MODULES[stack.release.version].check_config(_load(text, CONFIG_FILE))

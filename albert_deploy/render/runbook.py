@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from albert_deploy.plan.build import Stack
+from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Service, gpus_text
 
 
@@ -15,7 +15,7 @@ def md(value: Any) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("<", "&lt;")
 
 
-def runbook_context(stack: Stack) -> dict[str, Any]:
+def runbook_context(stack: Plan) -> dict[str, Any]:
     api = next(s for s in stack.services if s.role == "api")
     host_ip, host_port, _ = api.ports[0]
     return {
@@ -27,7 +27,7 @@ def runbook_context(stack: Stack) -> dict[str, Any]:
     }
 
 
-def _row(service: Service, stack: Stack) -> dict[str, Any]:
+def _row(service: Service, stack: Plan) -> dict[str, Any]:
     placed = stack.placement.models.get(service.model or "")
     endpoint = next((e for e in stack.endpoints if e.name == service.model), None)
     memory = "-"
@@ -55,7 +55,7 @@ def _probe(service: Service) -> str:
     return "sh -c " + shlex.quote(rest[0]) if kind == "CMD-SHELL" else shlex.join(rest)
 
 
-def _chains(stack: Stack) -> list[dict[str, Any]]:
+def _chains(stack: Plan) -> list[dict[str, Any]]:
     by_gpu: dict[str, list[str]] = {}
     for service in stack.services:
         if service.role == "model" and service.gpu:

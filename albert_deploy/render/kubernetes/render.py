@@ -15,7 +15,7 @@ from typing import Any
 
 from albert_deploy import __version__
 from albert_deploy.errors import RenderError
-from albert_deploy.plan.build import Stack
+from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Joined, Ref
 from albert_deploy.profile.model import Profile
 from albert_deploy.render import envfile, output
@@ -45,7 +45,7 @@ GENERATED = (
 COMPOSE_FILES = ("compose.yml", ".env")
 
 
-def render_into(profile: Profile, stack: Stack, out_dir: Path) -> dict[str, Any]:
+def render_into(profile: Profile, stack: Plan, out_dir: Path) -> dict[str, Any]:
     """Render, keeping the secrets already in ``out_dir``, and write; what was written, for the CLI."""
     rendered, plan = _render(profile, stack, previous_secrets(out_dir))
     change = write_kubernetes(rendered, out_dir)
@@ -67,12 +67,12 @@ def render_into(profile: Profile, stack: Stack, out_dir: Path) -> dict[str, Any]
     }
 
 
-def render_kubernetes(profile: Profile, stack: Stack, previous: dict[str, str] | None = None) -> Rendered:
+def render_kubernetes(profile: Profile, stack: Plan, previous: dict[str, str] | None = None) -> Rendered:
     """Every manifest as text. ``previous``: the secrets of the last render, which are kept."""
     return _render(profile, stack, previous or {})[0]
 
 
-def _render(profile: Profile, stack: Stack, previous: dict[str, str]) -> tuple[Rendered, Layout]:
+def _render(profile: Profile, stack: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
     plan = layout(profile, stack)
     secrets = secret_values(stack, previous)
     env = _environment()
@@ -142,7 +142,7 @@ def _decoded(data: dict[str, Any]) -> dict[str, str]:
     return {k: base64.b64decode(str(v)).decode("utf-8") for k, v in data.items()}
 
 
-def secret_values(stack: Stack, previous: dict[str, str]) -> dict[str, str]:
+def secret_values(stack: Plan, previous: dict[str, str]) -> dict[str, str]:
     """Keep every value already there, generate what is missing (as the compose target's .env does)."""
     values = {name: previous.get(name) or envfile.new_secret() for name in stack.secrets}
     values.update((k, v) for k, v in previous.items() if k not in values)

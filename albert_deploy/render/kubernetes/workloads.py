@@ -13,7 +13,7 @@ from typing import Any
 from albert_deploy import catalog
 from albert_deploy.catalog import HealthCheck
 from albert_deploy.errors import ProfileError, RenderError
-from albert_deploy.plan.build import Stack
+from albert_deploy.plan.build import Plan
 from albert_deploy.plan.releases import MODULES
 from albert_deploy.plan.spec import Joined, Ref, Service
 from albert_deploy.profile.model import Kubernetes, Profile, Toleration
@@ -100,7 +100,7 @@ for target in json.loads(os.environ["WAIT_FOR"]):
 
 @dataclass(frozen=True)
 class _Ctx:
-    stack: Stack
+    stack: Plan
     settings: Kubernetes
     names: dict[str, str]  # service -> Kubernetes name
     instance: str
@@ -111,7 +111,7 @@ class _Ctx:
 class Layout:
     """Everything the manifests hold but the secrets' values."""
 
-    stack: Stack  # its model URLs name the Kubernetes Services
+    stack: Plan  # its model URLs name the Kubernetes Services
     names: dict[str, str]  # service -> Kubernetes name
     namespace: str
     instance: str  # app.kubernetes.io/instance: the project
@@ -120,7 +120,7 @@ class Layout:
     claims: list[Claim]  # the model caches
 
 
-def layout(profile: Profile, stack: Stack) -> Layout:
+def layout(profile: Profile, stack: Plan) -> Layout:
     from albert_deploy.render.files import render_config
 
     settings = profile.kubernetes
@@ -138,7 +138,7 @@ def layout(profile: Profile, stack: Stack) -> Layout:
 # --- Names and labels ------------------------------------------------------------------------------
 
 
-def kube_names(stack: Stack) -> dict[str, str]:
+def kube_names(stack: Plan) -> dict[str, str]:
     """Service name -> Kubernetes name (a Service needs an RFC 1035 label: no '.', '_' or leading digit)."""
     names: dict[str, str] = {}
     owners: dict[str, str] = {}
@@ -157,7 +157,7 @@ def kube_names(stack: Stack) -> dict[str, str]:
     return names
 
 
-def _with_kube_urls(stack: Stack, names: dict[str, str]) -> Stack:
+def _with_kube_urls(stack: Plan, names: dict[str, str]) -> Plan:
     """The API reaches a model server by its Service name: rewrite the URLs of renamed servers."""
     renamed = {old: new for old, new in names.items() if old != new}
     if not renamed:
@@ -171,7 +171,7 @@ def _with_kube_urls(stack: Stack, names: dict[str, str]) -> Stack:
     return replace(stack, endpoints=endpoints, config={**stack.config, **context})
 
 
-def _default_namespace(stack: Stack) -> str:
+def _default_namespace(stack: Plan) -> str:
     namespace = stack.project.replace("_", "-")
     if not _DNS_LABEL.match(namespace):
         raise ProfileError(
@@ -181,7 +181,7 @@ def _default_namespace(stack: Stack) -> str:
     return namespace
 
 
-def _instance(stack: Stack) -> str:
+def _instance(stack: Plan) -> str:
     if not _LABEL_VALUE.match(stack.project):
         raise ProfileError(
             f"{stack.source}: project: '{stack.project}' cannot be a Kubernetes label value "
@@ -367,7 +367,7 @@ def _cache_claim(s: Service, ctx: _Ctx) -> Claim:
 # --- Environment and secrets ------------------------------------------------------------------------
 
 
-def env_vars(environment: dict[str, Any], stack: Stack) -> tuple[EnvVar, ...]:
+def env_vars(environment: dict[str, Any], stack: Plan) -> tuple[EnvVar, ...]:
     """Secrets by secretKeyRef, first: a value that embeds one (``--requirepass ${REDIS_PASSWORD}``)
     reads it as ``$(REDIS_PASSWORD)``, which Kubernetes expands only from variables defined before."""
     refs = [_from_secret(name, value, stack) for name, value in environment.items() if isinstance(value, Ref)]
@@ -392,7 +392,7 @@ def env_vars(environment: dict[str, Any], stack: Stack) -> tuple[EnvVar, ...]:
     return (*refs, *literal)
 
 
-def _from_secret(name: str, ref: Ref, stack: Stack) -> EnvVar:
+def _from_secret(name: str, ref: Ref, stack: Plan) -> EnvVar:
     if ref.name in stack.secrets:
         return EnvVar(name, secret=GENERATED_SECRET, key=ref.name)
     if ref.name in stack.operator_env and ref.default in (None, ""):
