@@ -95,7 +95,7 @@ def plan(profile_path: str | None, out_dir: Path, *, no_gpus: bool = False) -> d
     from albert_deploy.plan.servers import start_order
 
     _, stack = load(profile_path)
-    result = apply.plan(apply.prepare(stack, out_dir, write=False, no_gpus=no_gpus))
+    result = apply.diff(apply.prepare(stack, out_dir, write=False, no_gpus=no_gpus))
     return {**result, "dry_run": True, "start_order": start_order(stack.services)}
 
 

@@ -191,7 +191,7 @@ def test_the_lock_hands_its_ids_to_the_stack_and_the_container_runs_by_id(tmp_pa
     assert request["image"] == image_id
     assert containers.create_request(project, "redis", {})["image"] == f"albert-deploy-test/redis@{DIGEST}"
     # The compose entry (hence the config hash) keeps the pinned reference whichever form runs.
-    assert project.services["redis"]["image"] == f"albert-deploy-test/redis@{DIGEST}"
+    assert project.services["redis"].image == f"albert-deploy-test/redis@{DIGEST}"
 
 
 def test_bundle_refuses_a_lock_without_image_ids(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ NAMES = ("MASTER_KEY", "REDIS_PASSWORD")
 def test_an_exported_secret_is_kept_in_its_export_form_and_not_written_twice() -> None:
     existing = "# my own note\nexport REDIS_PASSWORD=old\nMASTER_KEY=kept\nEXTRA='x y'\n"
     text = render_env(NAMES, ("HF_TOKEN",), existing)
-    assert text.startswith(existing)
+    assert text.startswith(HEADER + existing)  # the header comes back; every operator line stays
     assert [line for line in text.splitlines() if "REDIS_PASSWORD" in line] == ["export REDIS_PASSWORD=old"]
     values = parse_env(text)
     assert values["REDIS_PASSWORD"] == "old" and values["MASTER_KEY"] == "kept" and values["EXTRA"] == "x y"
@@ -30,7 +30,7 @@ def test_rendering_twice_changes_nothing_and_hints_once() -> None:
 def test_an_empty_or_missing_secret_is_generated() -> None:
     text = render_env(NAMES, (), "export MASTER_KEY=\n")
     values = parse_env(text)
-    assert text.startswith("export MASTER_KEY=") and len(values["MASTER_KEY"]) == 40
+    assert text.startswith(HEADER + "export MASTER_KEY=") and len(values["MASTER_KEY"]) == 40
     assert len(values["REDIS_PASSWORD"]) == 40
     assert text.count("MASTER_KEY") == 1
 

@@ -7,91 +7,19 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from albert_deploy.commands import load
-from albert_deploy.converge import composefile, containers, reconcile
+from albert_deploy.converge import containers, desired, reconcile
 from albert_deploy.converge.progress import EventLines, LiveTable
 from albert_deploy.errors import DeployError, DockerError
+from albert_deploy.plan.spec import GpuAssignment
+from albert_deploy.render.envfile import parse_env
 from albert_deploy.render.files import render_plan
-from tests.helpers import PROFILES, compose_config, fixed_env
-
-# --- interpolation ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "env", "expected"),
-    [
-        ("plain", {}, "plain"),
-        ("$$HOME and $$$$", {}, "$HOME and $$"),
-        ("${A}", {"A": "1"}, "1"),
-        ("$A-x", {"A": "1"}, "1-x"),
-        ("${A:-d}", {}, "d"),
-        ("${A:-d}", {"A": ""}, "d"),
-        ("${A-d}", {"A": ""}, ""),
-        ("${A:-${B}}", {"B": "b"}, "b"),
-        ("${A:+alt}", {"A": "x"}, "alt"),
-        ("${A:+alt}", {}, ""),
-        ("${A+alt}", {"A": ""}, "alt"),
-        ("cost: 5$", {}, "cost: 5$"),
-        ("--requirepass ${P}", {"P": "s3cret"}, "--requirepass s3cret"),
-    ],
-)
-def test_interpolation_follows_compose(text: str, env: dict[str, str], expected: str) -> None:
-    assert composefile.interpolate(text, env, []) == expected
-
-
-def test_unset_variables_become_empty_and_are_named() -> None:
-    unset: list[str] = []
-    assert composefile.interpolate("a${MISSING}b", {}, unset) == "ab"
-    assert unset == ["MISSING"]
-
-
-def test_required_variable_error_names_it_without_values() -> None:
-    with pytest.raises(DockerError, match="required variable KEY is missing a value: set it"):
-        composefile.interpolate("${KEY:?set it}", {"OTHER": "secret-value"}, [])
-
-
-def test_env_file_dialect() -> None:
-    text = "# c\nexport A=1\nB='lit $A'\nC=\"x ${A}\"\nD=v # comment\nE=\n  bad line\n"
-    assert composefile.parse_env_file(text, {}) == {"A": "1", "B": "lit $A", "C": "x 1", "D": "v", "E": ""}
-
-
-def test_process_environment_overrides_env_file(tmp_path: Path) -> None:
-    text = 'name: p\nservices:\n  s:\n    image: "img:${TAG}"\n'
-    project = composefile.load_project(text, tmp_path, "TAG=file\n", environ={"TAG": "process"})
-    assert project.services["s"]["image"] == "img:process"
-    project = composefile.load_project(text, tmp_path, "TAG=file\n", environ={})
-    assert project.services["s"]["image"] == "img:file"
-
-
-def test_unsupported_keys_are_refused_not_ignored(tmp_path: Path) -> None:
-    text = "name: p\nservices:\n  s:\n    image: x\n    privileged: true\n"
-    with pytest.raises(DockerError, match="service s uses privileged"):
-        composefile.load_project(text, tmp_path, "", environ={})
-
-
-@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
-def test_loaded_services_match_docker_compose_config(profile: Path, tmp_path: Path) -> None:
-    """What `up` applies is what the real Compose v2 reads from the same files."""
-    _, stack = load(str(profile))
-    rendered = render_plan(stack, fixed_env(stack.secrets))
-    for name, text in rendered.files.items():
-        (tmp_path / name).write_text(text)
-    ours = composefile.load_project(rendered.files["compose.yml"], tmp_path, rendered.files[".env"], environ={})
-    theirs = compose_config(tmp_path)
-    assert ours.name == theirs["name"]
-    for service, spec in ours.services.items():
-        ref = json.loads(json.dumps(theirs["services"][service]).replace("$$", "$"))  # compose re-escapes `$`
-        assert spec["image"] == ref["image"]
-        assert spec.get("command") == ref.get("command")
-        assert spec.get("environment") == ref.get("environment")
-        assert spec["healthcheck"]["test"] == ref["healthcheck"]["test"]
-        for mine, its in zip(spec["volumes"], ref["volumes"], strict=True):
-            assert mine["source"] == its["source"] and mine["target"] == its["target"]
-
+from tests.helpers import PROFILES, fixed_env
 
 # --- hashing ------------------------------------------------------------------------------------
 
@@ -99,45 +27,42 @@ def test_loaded_services_match_docker_compose_config(profile: Path, tmp_path: Pa
 DEFAULT = next(p for p in PROFILES if p.stem == "default")
 
 
-def _project(tmp_path: Path, profile: Path = DEFAULT, env: str | None = None) -> composefile.Project:
-    _, stack = load(str(profile))
-    rendered = render_plan(stack, env or fixed_env(stack.secrets))
+def _project(tmp_path: Path, profile: Path = DEFAULT, no_gpus: bool = False) -> desired.Project:
+    _, plan = load(str(profile))
+    rendered = render_plan(plan, fixed_env(plan.secrets))
     files = {k: v.encode() for k, v in rendered.files.items()}
-    return composefile.load_project(
-        rendered.files["compose.yml"], tmp_path, rendered.files[".env"], environ={}, files=files
-    )
+    return desired.project(plan, tmp_path, parse_env(rendered.files[".env"]), files, no_gpus=no_gpus)
 
 
 def test_hash_is_stable_and_covers_bind_mounted_files(tmp_path: Path) -> None:
     a, b = _project(tmp_path), _project(tmp_path)
-    assert {s: composefile.config_hash(a, s) for s in a.services} == {
-        s: composefile.config_hash(b, s) for s in b.services
-    }
-    source = a.services["api"]["volumes"][0]["source"]
-    changed = composefile.Project(a.name, a.working_dir, a.config_file, a.services, a.volumes, files={source: b"other"})
-    assert composefile.config_hash(changed, "api") != composefile.config_hash(a, "api")
-    assert composefile.config_hash(changed, "redis") == composefile.config_hash(a, "redis")
+    assert {s: desired.config_hash(a, s) for s in a.services} == {s: desired.config_hash(b, s) for s in b.services}
+    source = a.services["api"].binds[0].source
+    changed = desired.Project(a.name, a.working_dir, a.config_file, a.services, a.volumes, files={source: b"other"})
+    assert desired.config_hash(changed, "api") != desired.config_hash(a, "api")
+    assert desired.config_hash(changed, "redis") == desired.config_hash(a, "redis")
 
 
 def test_no_gpus_changes_the_hash_of_gpu_services_only(tmp_path: Path) -> None:
     default = next(p for p in PROFILES if p.stem == "cpu-dev")
-    project = _project(tmp_path, next(p for p in PROFILES if p.stem == "multi-gpu"))
-    stripped = composefile.without_gpus(project)
+    multi = next(p for p in PROFILES if p.stem == "multi-gpu")
+    project, stripped = _project(tmp_path, multi), _project(tmp_path, multi, no_gpus=True)
     for service in project.services:
-        has_gpu = bool(composefile.gpu_devices(project.services[service]))
-        assert (composefile.config_hash(stripped, service) != composefile.config_hash(project, service)) == has_gpu
-        assert not composefile.gpu_devices(stripped.services[service])
-    cpu = _project(tmp_path, default)
-    assert composefile.without_gpus(cpu).services == cpu.services
+        has_gpu = project.services[service].gpu is not None
+        assert (desired.config_hash(stripped, service) != desired.config_hash(project, service)) == has_gpu
+        assert stripped.services[service].gpu is None
+        assert stripped.services[service].no_gpus == has_gpu
+    assert any(s.gpu for s in project.services.values())
+    assert _project(tmp_path, default, no_gpus=True).services == _project(tmp_path, default).services
 
 
 def test_secret_values_never_appear_in_labels(tmp_path: Path) -> None:
     project = _project(tmp_path)
     stack = load(str(DEFAULT))[1]
-    secret = composefile.parse_env_file(render_plan(stack, fixed_env(stack.secrets)).files[".env"], {})
+    secret = parse_env(render_plan(stack, fixed_env(stack.secrets)).files[".env"])
     for service in project.services:
         labels = containers.labels(
-            project, service, composefile.config_hash(project, service),
+            project, service, desired.config_hash(project, service),
             reconcile.encode_parts(reconcile.service_parts(project, service)), "sha256:x",
         )  # fmt: skip
         text = json.dumps(labels)
@@ -219,24 +144,22 @@ def test_start_order_puts_the_api_last_and_refuses_cycles() -> None:
 
 def test_real_stack_order(tmp_path: Path) -> None:
     project = _project(tmp_path)
-    waves = reconcile.start_order({s: composefile.depends_on(v) for s, v in project.services.items()})
+    waves = reconcile.start_order({s: v.depends_on for s, v in project.services.items()})
     assert waves[-1] == ["api"] and {"redis", "postgres", "qdrant"} <= set(waves[0])
 
 
-def test_timeouts_come_from_the_health_check_and_can_be_overridden() -> None:
-    spec = {"healthcheck": {"start_period": "900s", "interval": "10s", "timeout": "5s", "retries": 5}}
+def test_timeouts_come_from_the_health_check_and_can_be_overridden(tmp_path: Path) -> None:
+    spec = next(c for c in _project(tmp_path).services.values() if "vllm" in c.image)
+    check = replace(spec.healthcheck, start_period_s=900, interval_s=10, timeout_s=5, retries=5)
+    spec = replace(spec, healthcheck=check)
     assert reconcile.service_timeout(spec, {}, "vllm") == 900 + 5 * 15 + reconcile.TIMEOUT_MARGIN_S
     assert reconcile.service_timeout(spec, {"*": 60}, "vllm") == 60
     assert reconcile.service_timeout(spec, {"*": 60, "vllm": 5}, "vllm") == 5
-    assert reconcile.service_timeout({}, {}, "x") == reconcile.NO_HEALTHCHECK_TIMEOUT_S
+    no_check = replace(spec, healthcheck=None)
+    assert reconcile.service_timeout(no_check, {}, "x") == reconcile.NO_HEALTHCHECK_TIMEOUT_S
     assert reconcile.parse_timeouts(["600", "api=30"]) == {"*": 600, "api": 30}
     with pytest.raises(DeployError, match="SERVICE=SECONDS"):
         reconcile.parse_timeouts(["api=soon"])
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("10s", 10), ("1m30s", 90), ("500ms", 0.5), (7, 7), ("1h", 3600)])
-def test_durations(text: object, seconds: float) -> None:
-    assert composefile.duration_seconds(text, 0) == seconds
 
 
 # --- create requests ----------------------------------------------------------------------------
@@ -244,7 +167,7 @@ def test_durations(text: object, seconds: float) -> None:
 
 def test_create_request_for_a_gpu_model_server(tmp_path: Path) -> None:
     project = _project(tmp_path, next(p for p in PROFILES if p.stem == "multi-gpu"))
-    service = next(s for s, spec in project.services.items() if "vllm" in spec["image"])
+    service = next(s for s, spec in project.services.items() if "vllm" in spec.image)
     request = containers.create_request(project, service, {"x": "y"})
     host = request["host_config"]
     assert request["name"] == f"{project.name}-{service}-1"
@@ -257,19 +180,18 @@ def test_create_request_for_a_gpu_model_server(tmp_path: Path) -> None:
     assert host["Mounts"][0]["Source"] == f"{project.name}_{service}-cache"
     assert request["healthcheck"]["start_period"] == 900 * 10**9
     assert request["networking_config"]["EndpointsConfig"][f"{project.name}_default"]["Aliases"][0] == service
-    stripped = composefile.without_gpus(project)
+    stripped = _project(tmp_path, next(p for p in PROFILES if p.stem == "multi-gpu"), no_gpus=True)
     assert containers.create_request(stripped, service, {})["host_config"]["DeviceRequests"] == []
+    assert containers.labels(stripped, service, "h", "", "")[containers.GPUS_DROPPED] == "true"
 
 
 def test_count_requests_and_api_port(tmp_path: Path) -> None:
-    spec = {
-        "deploy": {
-            "resources": {"reservations": {"devices": [{"driver": "nvidia", "capabilities": ["gpu"], "count": 2}]}}
-        }
-    }
+    project = _project(tmp_path)
+    spec = replace(project.services["api"], gpu=GpuAssignment(count=2))
     (request,) = containers.device_requests(spec)
     assert (request["Count"], request["DeviceIDs"]) == (2, [])
-    project = _project(tmp_path)
+    (request,) = containers.device_requests(replace(spec, gpu=GpuAssignment()))
+    assert request["Count"] == -1
     api = containers.create_request(project, "api", {})
     assert api["host_config"]["PortBindings"] == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
     assert api["host_config"]["Mounts"][0]["Type"] == "bind"
@@ -307,8 +229,8 @@ def test_live_table_redraws_in_place() -> None:
     table.update("api", state="failed", detail="exited with code 1")
     table.end()
     text = out.getvalue()
-    assert "\x1b[2F" in text  # moved back up over the two rows it drew before
-    last = text.rsplit("\x1b[2F", 1)[-1]
+    assert "\x1b[1A\x1b[2K" in text  # moved back up over the rows it drew before
+    last = text.rsplit("\x1b[1A\x1b[2K", 1)[-1]
     assert "redis" in last and "healthy" in last and "exited with code 1" in last
 
 

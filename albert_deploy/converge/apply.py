@@ -1,8 +1,8 @@
-"""The apply stage behind ``up``, ``plan``, ``down``, ``status``, ``logs`` and ``check``.
+"""The apply stage behind ``up``, ``diff``, ``down``, ``status``, ``logs`` and ``check``.
 
-Render (into the output directory, or in memory for ``plan``/``status``), load the rendered
-compose.yml + .env as compose would, and hand the plain dicts to ``stack`` (the Docker SDK side,
-imported only here and only when needed, so that ``render`` stays fast).
+Render (into the output directory, or in memory for ``diff``/``status``), resolve the typed plan
+with the rendered .env (``desired``: no compose.yml is parsed back), and hand the result to
+``runner`` (the Docker SDK side, imported only here and only when needed, so that ``render`` stays fast).
 
 Decisions:
 
@@ -10,7 +10,7 @@ Decisions:
   interpolated service entry (secrets included, so a changed .env value recreates what uses it)
   plus the content of every bind-mounted file: a changed config.yml recreates the API, which reads
   it once at start. ``io.albert-deploy.parts`` keeps an 8-hex digest per key and per file, so that
-  ``plan`` can say *why* ("changed: command, config.yml") without storing any value.
+  ``diff`` can say *why* ("changed: command, config.yml") without storing any value.
   ``up`` also recreates a container whose image id differs from the local image's (as compose does).
 - ``--no-gpus`` is part of the hash: it drops the device requests and marks the entry
   (``x-no-gpus``), so a container started without its GPUs is recreated by the next plain ``up``
@@ -35,18 +35,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from albert_deploy.converge import composefile
+from albert_deploy.converge import desired
 from albert_deploy.errors import DeployError
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Service, gpus_text
 from albert_deploy.render import envfile
-from albert_deploy.render.files import COMPOSE_FILE, ENV_FILE, existing_env, render_plan, write_rendered
+from albert_deploy.render.files import ENV_FILE, existing_env, render_plan, write_rendered
 
 
 @dataclass(frozen=True)
 class Applied:
     stack: Plan
-    project: composefile.Project
+    project: desired.Project
     env: dict[str, str]  # .env values: used, never printed
     had_env: bool = True  # False: no .env yet, so the secrets above were just generated
 
@@ -59,23 +59,20 @@ def prepare(stack: Plan, out_dir: Path, write: bool, no_gpus: bool = False) -> A
     rendered = render_plan(stack, existing)
     if write:
         write_rendered(rendered, out_dir)
-    env_text = rendered.files[ENV_FILE]
+    env = envfile.parse_env(rendered.files[ENV_FILE], str(out_dir / ENV_FILE))
     files = {name: text.encode() for name, text in rendered.files.items()}
-    project = composefile.load_project(rendered.files[COMPOSE_FILE], out_dir, env_text, files=files)
-    if no_gpus:
-        project = composefile.without_gpus(project)
-    return Applied(stack, project, composefile.parse_env_file(env_text, os.environ), existing is not None)
+    project = desired.project(stack, out_dir, env, files, no_gpus=no_gpus)
+    return Applied(stack, project, env, existing is not None)
 
 
-# --- up / plan ----------------------------------------------------------------------------------
+# --- up / diff ----------------------------------------------------------------------------------
 
 
-def plan(applied: Applied) -> dict[str, Any]:
-    from albert_deploy.converge import engine
-    from albert_deploy.converge import stack as docker_stack
+def diff(applied: Applied) -> dict[str, Any]:
+    from albert_deploy.converge import engine, runner
 
     client = engine.connect()
-    actions = docker_stack.plan(client, applied.project, applied.stack.locked_ids)
+    actions = runner.actions(client, applied.project, applied.stack.locked_ids)
     return {"project": applied.project.name, "actions": [a.as_dict() for a in actions], "changes": _changes(actions)}
 
 
@@ -85,8 +82,7 @@ def up(
     detach: bool = False,
     reporter: Any = None,
 ) -> dict[str, Any]:
-    from albert_deploy.converge import engine, reconcile
-    from albert_deploy.converge import stack as docker_stack
+    from albert_deploy.converge import engine, reconcile, runner
 
     limits = reconcile.parse_timeouts(timeouts)
     unknown = sorted(set(limits) - set(applied.project.services) - {"*"})
@@ -96,7 +92,7 @@ def up(
         )
     t0 = time.monotonic()
     client = engine.connect()
-    result = docker_stack.up(
+    result = runner.up(
         client,
         applied.project,
         timeouts=limits,
@@ -105,7 +101,7 @@ def up(
         secrets=envfile.secret_values(applied.env),
         locked_ids=applied.stack.locked_ids,
     )
-    no_gpus = any(s.get("x-no-gpus") for s in applied.project.services.values())
+    no_gpus = any(s.no_gpus for s in applied.project.services.values())
     return {
         "project": applied.project.name,
         "actions": [a.as_dict() for a in result.actions],

@@ -1,6 +1,6 @@
-"""An interpolated compose service -> the Docker Engine API's container create request.
+"""A resolved :class:`~albert_deploy.converge.desired.Container` -> the Docker Engine API's create request.
 
-Pure translation (labels, host config, health check, GPU device requests); ``stack`` sends it.
+Pure translation (labels, host config, health check, GPU device requests); ``runner`` sends it.
 Names and labels are Docker Compose's own, so ``docker compose ps/logs/down`` see our containers.
 """
 
@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from docker.utils import parse_bytes
+
 from albert_deploy import __version__
-from albert_deploy.converge import composefile
+from albert_deploy.catalog import HealthCheck
+from albert_deploy.converge.desired import Container, Mount, Port, Project
 
 PROJECT = "com.docker.compose.project"
 SERVICE = "com.docker.compose.service"
@@ -44,9 +47,8 @@ def volume_name(project: str, volume: str) -> str:
     return f"{project}_{volume}"
 
 
-def labels(project: composefile.Project, service: str, config_hash: str, parts: str, image_id: str) -> dict[str, str]:
+def labels(project: Project, service: str, config_hash: str, parts: str, image_id: str) -> dict[str, str]:
     spec = project.services[service]
-    deps = composefile.depends_on(spec)
     result = {
         PROJECT: project.name,
         SERVICE: service,
@@ -56,39 +58,39 @@ def labels(project: composefile.Project, service: str, config_hash: str, parts: 
         VERSION: __version__,
         WORKING_DIR: project.working_dir,
         CONFIG_FILES: project.config_file,
-        DEPENDS_ON: ",".join(f"{name}:{condition}:false" for name, condition in deps.items()),
+        DEPENDS_ON: ",".join(f"{name}:{condition}:false" for name, condition in spec.depends_on.items()),
         IMAGE: image_id,
         OURS: __version__,
         PARTS: parts,
     }
-    if spec.get("x-no-gpus"):
+    if spec.no_gpus:
         result[GPUS_DROPPED] = "true"
     return result
 
 
 def create_request(
-    project: composefile.Project, service: str, container_labels: Mapping[str, str], image: str | None = None
+    project: Project, service: str, container_labels: Mapping[str, str], image: str | None = None
 ) -> dict[str, Any]:
     """Keyword arguments for ``APIClient.create_container``; ``image``: what to run instead of the
     service's reference (its locked image id, when only that is present: see ``images.local_images``)."""
     spec = project.services[service]
     network = network_name(project.name)
     name = container_name(project.name, service)
-    ports, bindings = _ports(spec.get("ports") or [])
+    ports, bindings = port_bindings(spec.ports)
     host_config: dict[str, Any] = {
         "NetworkMode": network,
-        "RestartPolicy": _restart(spec.get("restart")),
-        "Mounts": [_mount(project.name, m) for m in spec.get("volumes") or []],
+        "RestartPolicy": _restart(spec.restart),
+        "Mounts": [_mount(project.name, m) for m in spec.mounts],
         "PortBindings": bindings,
         "DeviceRequests": device_requests(spec),
     }
-    if spec.get("shm_size"):
-        host_config["ShmSize"] = parse_size(spec["shm_size"])
+    if spec.shm_size:
+        host_config["ShmSize"] = parse_bytes(spec.shm_size)
     request: dict[str, Any] = {
-        "image": image or spec["image"],
+        "image": image or spec.image,
         "name": name,
         "labels": dict(container_labels),
-        "environment": [f"{k}={'' if v is None else v}" for k, v in (spec.get("environment") or {}).items()],
+        "environment": [f"{k}={v}" for k, v in spec.environment.items()],
         "host_config": host_config,
         "networking_config": {"EndpointsConfig": {network: {"Aliases": [service, name]}}},
         "ports": ports,
@@ -96,68 +98,53 @@ def create_request(
         "use_config_proxy": False,  # the container gets exactly the file's environment
         "stop_timeout": STOP_TIMEOUT_S,
     }
-    for key in ("command", "entrypoint"):
-        if spec.get(key) is not None:
-            value = spec[key]
-            request[key] = value if isinstance(value, list) else ["/bin/sh", "-c", value]
-    if spec.get("user"):
-        request["user"] = str(spec["user"])
-    if spec.get("healthcheck"):
-        request["healthcheck"] = healthcheck(spec["healthcheck"])
+    if spec.command is not None:
+        request["command"] = list(spec.command)
+    if spec.entrypoint is not None:
+        request["entrypoint"] = list(spec.entrypoint)
+    if spec.user:
+        request["user"] = spec.user
+    if spec.healthcheck:
+        request["healthcheck"] = healthcheck(spec.healthcheck)
     return request
 
 
-def device_requests(spec: Mapping[str, Any]) -> list[Any]:
-    """compose ``deploy.resources.reservations.devices`` -> ``docker.types.DeviceRequest``s."""
+def device_requests(spec: Container) -> list[Any]:
+    """The service's GPUs -> ``docker.types.DeviceRequest``s (none once ``--no-gpus`` dropped them)."""
     from docker.types import DeviceRequest
 
-    result = []
-    for device in composefile.gpu_devices(spec):
-        ids = [str(i) for i in device.get("device_ids") or []]
-        count = device.get("count")
-        if ids:
-            result.append(DeviceRequest(driver=device.get("driver", "nvidia"), device_ids=ids, capabilities=[["gpu"]]))
-        else:
-            n = -1 if count in (None, "all") else int(count)
-            result.append(DeviceRequest(driver=device.get("driver", "nvidia"), count=n, capabilities=[["gpu"]]))
-    return result
+    gpu = spec.gpu
+    if gpu is None:
+        return []
+    if gpu.device_ids:
+        return [DeviceRequest(driver="nvidia", device_ids=list(gpu.device_ids), capabilities=[["gpu"]])]
+    return [DeviceRequest(driver="nvidia", count=-1 if gpu.count is None else gpu.count, capabilities=[["gpu"]])]
 
 
-def healthcheck(check: Mapping[str, Any]) -> dict[str, Any]:
-    if check.get("disable"):
-        return {"test": ["NONE"]}
-    test = check.get("test")
-    if isinstance(test, str):
-        test = ["CMD-SHELL", test]
-
-    def ns(key: str, default: float) -> int:
-        return int(composefile.duration_seconds(check.get(key), default) * 1e9)
-
+def healthcheck(check: HealthCheck) -> dict[str, Any]:
     return {
-        "test": test,
-        "interval": ns("interval", 30),
-        "timeout": ns("timeout", 30),
-        "retries": int(check.get("retries", 3)),
-        "start_period": ns("start_period", 0),
+        "test": list(check.test),
+        "interval": int(check.interval_s * 1e9),
+        "timeout": int(check.timeout_s * 1e9),
+        "retries": check.retries,
+        "start_period": int(check.start_period_s * 1e9),
     }
 
 
-def _ports(entries: list[Any]) -> tuple[list[tuple[int, str]], dict[str, list[dict[str, str]]]]:
+def port_bindings(entries: tuple[Port, ...]) -> tuple[list[tuple[int, str]], dict[str, list[dict[str, str]]]]:
     exposed: list[tuple[int, str]] = []
     bindings: dict[str, list[dict[str, str]]] = {}
     for entry in entries:
-        target, protocol = int(entry["target"]), entry.get("protocol", "tcp")
-        exposed.append((target, protocol))
-        bindings.setdefault(f"{target}/{protocol}", []).append(
-            {"HostIp": str(entry.get("host_ip", "")), "HostPort": str(entry.get("published", ""))}
+        exposed.append((entry.target, "tcp"))
+        bindings.setdefault(f"{entry.target}/tcp", []).append(
+            {"HostIp": entry.host_ip, "HostPort": str(entry.published)}
         )
     return exposed, bindings
 
 
-def _mount(project: str, mount: Mapping[str, Any]) -> dict[str, Any]:
-    kind = mount.get("type", "volume")
-    source = volume_name(project, mount["source"]) if kind == "volume" else mount["source"]
-    return {"Type": kind, "Source": source, "Target": mount["target"], "ReadOnly": bool(mount.get("read_only"))}
+def _mount(project: str, mount: Mount) -> dict[str, Any]:
+    source = volume_name(project, mount.source) if mount.kind == "volume" else mount.source
+    return {"Type": mount.kind, "Source": source, "Target": mount.target, "ReadOnly": mount.read_only}
 
 
 def _restart(policy: str | None) -> dict[str, Any]:
@@ -165,14 +152,3 @@ def _restart(policy: str | None) -> dict[str, Any]:
         return {"Name": ""}
     name, _, retries = policy.partition(":")
     return {"Name": name, "MaximumRetryCount": int(retries)} if retries else {"Name": name}
-
-
-def parse_size(value: Any) -> int:
-    """compose sizes: ``8gb``, ``512m``, or bytes."""
-    if isinstance(value, (int, float)):
-        return int(value)
-    text = str(value).strip().lower().removesuffix("b")
-    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(float(text))

@@ -12,8 +12,10 @@ from typing import Any
 import docker
 import docker.errors
 
-from albert_deploy.converge import composefile, containers, reconcile
+from albert_deploy import __version__
+from albert_deploy.converge import containers, reconcile
 from albert_deploy.converge.containers import CONFIG_HASH, GPUS_DROPPED, NUMBER, ONEOFF, OURS, PARTS, PROJECT, SERVICE
+from albert_deploy.converge.desired import Project
 from albert_deploy.errors import DockerError
 
 # --- connecting ---------------------------------------------------------------------------------
@@ -114,7 +116,7 @@ def ensure_network(client: Any, project: str) -> bool:
         client.api.create_network(
             name,
             driver="bridge",
-            labels={PROJECT: project, containers.NETWORK: "default", containers.VERSION: containers.__version__},
+            labels={PROJECT: project, containers.NETWORK: "default", containers.VERSION: __version__},
             check_duplicate=True,
         )
     except docker.errors.APIError as err:
@@ -138,7 +140,7 @@ def remove_network(client: Any, project: str) -> list[str]:
     return removed
 
 
-def ensure_volumes(client: Any, project: composefile.Project) -> None:
+def ensure_volumes(client: Any, project: Project) -> None:
     existing = {
         v["Name"] for v in (client.api.volumes(filters={"label": f"{PROJECT}={project.name}"}).get("Volumes") or [])
     }
@@ -152,6 +154,6 @@ def ensure_volume(client: Any, project: str, volume: str) -> str:
     name = containers.volume_name(project, volume)
     # Creating an existing volume is a no-op for the daemon.
     client.api.create_volume(
-        name, labels={PROJECT: project, containers.VOLUME: volume, containers.VERSION: containers.__version__}
+        name, labels={PROJECT: project, containers.VOLUME: volume, containers.VERSION: __version__}
     )
     return name

@@ -1,4 +1,4 @@
-"""What ``up`` shows while it works: a live table on a terminal, event lines elsewhere.
+"""What ``up`` shows while it works: a live table on a terminal (rich), event lines elsewhere.
 
 The apply side calls ``update(service, ...)`` from several threads; reporters serialise output.
 """
@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 
 class Reporter(Protocol):
@@ -88,49 +88,45 @@ class EventLines(_Base):
 
 @dataclass
 class LiveTable(_Base):
-    """Redraws one line per service in place, with elapsed times ticking."""
+    """One row per service, redrawn in place by rich with elapsed times ticking (rich is imported
+    here only: ``render`` never pays for it)."""
 
     def __post_init__(self) -> None:
-        self._drawn = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._live: Any = None
 
     def begin(self, services: list[str]) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
         for name in services:
             self.rows.setdefault(name, _Row())
-        self._thread = threading.Thread(target=self._tick, daemon=True)
-        self._thread.start()
+        console = Console(file=self.stream, force_terminal=True, highlight=False)
+        self._live = Live(get_renderable=self._table, console=console, refresh_per_second=4)
+        self._live.start()
 
     def update(
         self, service: str, state: str | None = None, health: str | None = None, detail: str | None = None
     ) -> None:
         with self.lock:
-            if self._apply(service, state, health, detail):
-                self._draw()
+            changed = self._apply(service, state, health, detail)
+        if changed and self._live is not None:  # outside the lock: refreshing takes it to draw
+            self._live.refresh()
 
     def end(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
-        with self.lock:
-            self._draw()
+        if self._live is not None:
+            self._live.stop()
 
-    def _tick(self) -> None:
-        while not self._stop.wait(0.25):
-            with self.lock:
-                self._draw()
+    def _table(self) -> Any:
+        from rich.table import Table
 
-    def _draw(self) -> None:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        for justify in ("left", "left", "left", "right", "left"):
+            table.add_column(justify=justify, no_wrap=True)
         now = time.monotonic()
-        width = max((len(n) for n in self.rows), default=0)
-        lines = []
-        for name, row in self.rows.items():
-            detail = f"  {row.detail}" if row.detail else ""
-            lines.append(f" {name:<{width}}  {row.state:<10} {row.health:<9} {row.elapsed(now):>7}{detail}"[:200])
-        up = f"\x1b[{self._drawn}F" if self._drawn else ""
-        self.stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
-        self.stream.flush()
-        self._drawn = len(lines)
+        with self.lock:
+            for name, row in self.rows.items():
+                table.add_row(name, row.state, row.health, row.elapsed(now), row.detail[:120])
+        return table
 
 
 class Silent:

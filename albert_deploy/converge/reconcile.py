@@ -7,13 +7,14 @@ the container's state. Containers whose hash is Docker Compose's own (started by
 
 from __future__ import annotations
 
+import graphlib
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from albert_deploy.converge import composefile
+from albert_deploy.converge.desired import Container, Project
 from albert_deploy.errors import DeployError, DockerError
 
 CREATE, RECREATE, START, NOTHING, REMOVE = "create", "recreate", "start", "nothing", "remove"
@@ -61,14 +62,12 @@ class Action:
         return {"service": self.service, "action": self.kind, "reason": self.reason}
 
 
-def service_parts(project: composefile.Project, service: str) -> dict[str, str]:
+def service_parts(project: Project, service: str) -> dict[str, str]:
     """A short hash per top-level key and per bind-mounted file, so a recreate can say why."""
     spec = project.services[service]
-    parts = {key: _short(json.dumps(value, sort_keys=True, default=str)) for key, value in spec.items()}
-    for mount in spec.get("volumes") or []:
-        if mount.get("type") == "bind":
-            source = str(mount["source"])
-            parts["file:" + source.rsplit("/", 1)[-1]] = _short(project.files.get(source, b""))
+    parts = {key: _short(json.dumps(value, sort_keys=True, default=str)) for key, value in spec.entry().items()}
+    for mount in spec.binds:
+        parts["file:" + mount.source.rsplit("/", 1)[-1]] = _short(project.files.get(mount.source, b""))
     return parts
 
 
@@ -147,26 +146,30 @@ def _action_for(want: Desired, have: Actual, extra: tuple[str, ...]) -> Action:
     return Action(want.service, NOTHING, "", have.id, extra)
 
 
-def start_order(dependencies: Mapping[str, Mapping[str, str]]) -> list[list[str]]:
-    """Services in waves: each wave depends only on earlier ones. Refuses unknown names and cycles."""
+def start_order(dependencies: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """Services in waves: each wave depends only on earlier ones (file order within a wave).
+    Refuses unknown names and cycles."""
     for service, deps in dependencies.items():
         for dep in deps:
             if dep not in dependencies:
                 raise DockerError(f"compose.yml: service {service} depends on {dep}, which is not defined")
+    position = {name: i for i, name in enumerate(dependencies)}
+    sorter = graphlib.TopologicalSorter(dependencies)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as err:
+        raise DockerError(
+            f"compose.yml: services {', '.join(sorted(set(err.args[1])))} depend on each other in a cycle"
+        ) from None
     waves: list[list[str]] = []
-    placed: set[str] = set()
-    remaining = list(dependencies)
-    while remaining:
-        wave = [s for s in remaining if set(dependencies[s]) <= placed]
-        if not wave:
-            raise DockerError(f"compose.yml: services {', '.join(remaining)} depend on each other in a cycle")
+    while sorter.is_active():
+        wave = sorted(sorter.get_ready(), key=position.__getitem__)
+        sorter.done(*wave)
         waves.append(wave)
-        placed.update(wave)
-        remaining = [s for s in remaining if s not in placed]
     return waves
 
 
-def service_timeout(spec: Mapping[str, Any], overrides: Mapping[str, float], service: str) -> float:
+def service_timeout(spec: Container, overrides: Mapping[str, float], service: str) -> float:
     """Seconds to wait for ``service`` once started: the health check's own verdict plus a margin.
 
     ``overrides`` maps a service (or ``"*"`` for every service) to seconds."""
@@ -174,14 +177,10 @@ def service_timeout(spec: Mapping[str, Any], overrides: Mapping[str, float], ser
         return overrides[service]
     if "*" in overrides:
         return overrides["*"]
-    check = spec.get("healthcheck")
-    if not check or check.get("disable"):
+    check = spec.healthcheck
+    if check is None:
         return NO_HEALTHCHECK_TIMEOUT_S
-    start = composefile.duration_seconds(check.get("start_period"), 0)
-    interval = composefile.duration_seconds(check.get("interval"), 30)
-    timeout = composefile.duration_seconds(check.get("timeout"), 30)
-    retries = int(check.get("retries", 3))
-    return start + retries * (interval + timeout) + TIMEOUT_MARGIN_S
+    return check.start_period_s + check.retries * (check.interval_s + check.timeout_s) + TIMEOUT_MARGIN_S
 
 
 def parse_timeouts(values: Iterable[str]) -> dict[str, float]:

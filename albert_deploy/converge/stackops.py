@@ -7,12 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker.errors
+from docker.utils.socket import STDOUT, frames_iter
 
-from albert_deploy.converge import composefile, containers, reconcile
+from albert_deploy.converge import containers, reconcile
 from albert_deploy.converge.containers import PROJECT, SERVICE
+from albert_deploy.converge.desired import Container, Project
 from albert_deploy.converge.engine import list_containers, remove_network, stop_and_remove
 from albert_deploy.converge.images import local_images
-from albert_deploy.converge.stack import desired_state
+from albert_deploy.converge.runner import desired_state
 from albert_deploy.errors import DockerError
 
 # --- down, status, logs -------------------------------------------------------------------------
@@ -53,14 +55,14 @@ def down(client: Any, project: str, volumes: bool = False) -> dict[str, Any]:
 def status(
     client: Any,
     project: str,
-    desired: composefile.Project | None,
+    desired: Project | None,
     locked: Mapping[str, Mapping[str, Any]],
     locked_ids: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per container of the project, with drift against ``desired`` (what renders now) and
     whether it runs the image its lock entry (``locked``, per service) names."""
     found = list_containers(client, project)
-    images = {s["image"] for s in desired.services.values()} if desired else set()
+    images = {s.image for s in desired.services.values()} if desired else set()
     ids = local_images(client, images, locked_ids)[0] if desired else {}
     wanted = {d.service: d for d in desired_state(desired, ids)} if desired else {}
     rows = []
@@ -132,7 +134,7 @@ def _drift(
     actual: reconcile.Actual,
     want: reconcile.Desired | None,
     info: Mapping[str, Any],
-    desired: composefile.Project | None,
+    desired: Project | None,
 ) -> str:
     if desired is None:
         return "unknown"
@@ -142,31 +144,29 @@ def _drift(
         return reconcile.why_different(want, actual) or "none"
     # Compose's hash is its own: compare what the daemon reports field by field instead.
     changed = compare_with_compose_container(desired.services[actual.service], info)
-    unverified = "bind-mounted file contents not verifiable" if any(
-        m.get("type") == "bind" for m in desired.services[actual.service].get("volumes") or []) else ""  # fmt: skip
+    unverified = "bind-mounted file contents not verifiable" if desired.services[actual.service].binds else ""
     if changed:
         return "changed: " + ", ".join(changed) + " (started by docker compose)"
     return "none (started by docker compose" + (f"; {unverified})" if unverified else ")")
 
 
-def compare_with_compose_container(spec: Mapping[str, Any], info: Mapping[str, Any]) -> list[str]:
+def compare_with_compose_container(spec: Container, info: Mapping[str, Any]) -> list[str]:
     """Fields of ``spec`` that a container started by ``docker compose up`` does not match."""
     config, host = info.get("Config") or {}, info.get("HostConfig") or {}
     changed = []
-    if config.get("Image") != spec.get("image"):
+    if config.get("Image") != spec.image:
         changed.append("image")
-    if spec.get("command") is not None and config.get("Cmd") != spec["command"]:
+    if spec.command is not None and config.get("Cmd") != list(spec.command):
         changed.append("command")
     env = set(config.get("Env") or [])
-    if any(f"{k}={v}" not in env for k, v in (spec.get("environment") or {}).items()):
+    if any(f"{k}={v}" not in env for k, v in spec.environment.items()):
         changed.append("environment")
-    _, bindings = containers._ports(spec.get("ports") or [])
+    _, bindings = containers.port_bindings(spec.ports)
     actual_bindings = {k: [{"HostIp": b.get("HostIp", ""), "HostPort": b.get("HostPort", "")} for b in v or []]
                        for k, v in (host.get("PortBindings") or {}).items()}  # fmt: skip
     if bindings != actual_bindings:
         changed.append("ports")
-    test = containers.healthcheck(spec["healthcheck"])["test"] if spec.get("healthcheck") else None
-    if test is not None and (config.get("Healthcheck") or {}).get("Test") != test:
+    if spec.healthcheck and (config.get("Healthcheck") or {}).get("Test") != list(spec.healthcheck.test):
         changed.append("healthcheck")
     if bool(containers.device_requests(spec)) != bool(host.get("DeviceRequests")):
         changed.append("deploy")
@@ -197,26 +197,8 @@ def exec_json(client: Any, project: str, service: str, argv: list[str], stdin: b
     raw.shutdown(socket.SHUT_WR)
     out = bytearray()
     # The stream is multiplexed (8-byte frame headers) since no TTY was asked for.
-    for kind, chunk in _frames(raw):
-        if kind == 1:
+    for kind, chunk in frames_iter(raw, tty=False):  # type: ignore[no-untyped-call]
+        if kind == STDOUT:
             out += chunk
     code = client.api.exec_inspect(exec_id).get("ExitCode")
     return (code if code is not None else -1), bytes(out)
-
-
-def _frames(sock: Any) -> Iterator[tuple[int, bytes]]:
-    def read(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                return data
-            data += chunk
-        return data
-
-    while True:
-        header = read(8)
-        if len(header) < 8:
-            return
-        size = int.from_bytes(header[4:8], "big")
-        yield header[0], read(size)

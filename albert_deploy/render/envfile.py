@@ -73,7 +73,7 @@ def render_env(names: tuple[str, ...], operator: tuple[str, ...], existing: str 
         lines = [HEADER, *(f"{n}={new_secret()}\n" for n in names)]
         return "".join(lines + _operator_hint(operator, set()))
     current = parse_env(existing)
-    lines, filled = [], set()
+    lines, filled = ([] if existing.startswith(HEADER) else [HEADER]), set()
     for key, original in _bindings(existing if existing.endswith("\n") or not existing else existing + "\n"):
         if key in names and not current.get(key) and key not in filled:
             export = "export " if original.lstrip().startswith("export") else ""

@@ -1,0 +1,132 @@
+"""Watching ``up``'s containers until they are ready: daemon events wake the loop, one listing per
+round says where each container stands, and a failure is reported with its evidence."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from albert_deploy.converge import reconcile
+from albert_deploy.converge.containers import PROJECT
+from albert_deploy.converge.engine import exit_code, health_from_status
+from albert_deploy.converge.operations import Operations
+from albert_deploy.errors import ServiceFailed
+
+POLL_S = 0.5  # fallback only: daemon events wake the loop at once
+
+
+@dataclass
+class Progress:
+    action: reconcile.Action
+    container: str | None = None
+    started: bool = False  # the container runs (or already ran)
+    ready: bool = False
+    failed: str | None = None
+    since: float = 0.0
+    ready_at: float = 0.0
+    deadline: float = 0.0
+    state: str = ""
+    health: str | None = None
+    created_here: bool = False
+
+
+class Watch:
+    def __init__(
+        self, ops: Operations, progress: dict[str, Progress], timeouts: dict[str, float], secrets: tuple[str, ...]
+    ) -> None:
+        self.ops, self.progress, self.timeouts, self.secrets = ops, progress, timeouts, secrets
+        self.wake = threading.Event()
+        self.died: dict[str, str] = {}  # container id -> exit code, from "die" events
+
+    def follow(self) -> Any:
+        """Wake the loop on every event of the project (start, health_status, die...); close what
+        this returns to stop."""
+        label = f"{PROJECT}={self.ops.project.name}"
+        stream = self.ops.client.api.events(filters={"label": [label]}, decode=True)
+
+        def read() -> None:
+            with contextlib.suppress(Exception):  # ends when the stream is closed
+                for event in stream:
+                    if event.get("Type") == "container" and event.get("Action") == "die":
+                        attributes = (event.get("Actor") or {}).get("Attributes", {})
+                        self.died[event.get("id", "")] = attributes.get("exitCode", "?")
+                    self.wake.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        return stream
+
+    def wait(self) -> None:
+        self.wake.wait(POLL_S)
+        self.wake.clear()
+
+    def arm(self, service: str) -> None:
+        p = self.progress[service]
+        p.since = time.monotonic()
+        spec = self.ops.project.services[service]
+        p.deadline = p.since + reconcile.service_timeout(spec, self.timeouts, service)
+
+    def poll(self) -> list[str]:
+        """The services that turned ready; one listing of the project's containers per round, not one
+        inspect per container. Raises :class:`ServiceFailed` naming every service that failed."""
+        waiting = [(s, p) for s, p in self.progress.items() if p.started and not (p.ready or p.failed) and p.container]
+        if not waiting:
+            return []
+        turned = []
+        label = f"{PROJECT}={self.ops.project.name}"
+        rows = self.ops.client.api.containers(all=True, filters={"label": [label]})
+        by_id = {r["Id"]: r for r in rows}
+        for service, p in waiting:
+            row = by_id.get(p.container or "")
+            if row is None:
+                p.failed = "its container disappeared"
+                continue
+            status, health = row.get("State", ""), health_from_status(row.get("Status", ""))
+            if (status, health) != (p.state, p.health):
+                p.state, p.health = status, health
+                self.ops.reporter.update(service, state=status, health=health or "")
+            has_check = self.ops.project.services[service].healthcheck is not None
+            if status in ("exited", "dead", "restarting") or p.container in self.died:
+                p.failed = f"exited with code {self.died.get(p.container or '') or exit_code(row.get('Status', ''))}"
+            elif health == "unhealthy":
+                p.failed = "its health check failed (unhealthy)"
+            elif status == "running" and (health == "healthy" or not has_check):
+                p.ready, p.ready_at = True, time.monotonic()
+                turned.append(service)
+                self.ops.reporter.update(service, state="ready")
+            elif time.monotonic() > p.deadline:
+                p.failed = (
+                    f"not healthy after {p.deadline - p.since:.0f} s (health: {health or 'none'}); "
+                    f"allow more with --timeout {service}=SECONDS"
+                )
+        failed = [s for s, p in self.progress.items() if p.failed]
+        if failed:
+            raise self._failure(failed)
+        return turned
+
+    def _failure(self, services: list[str]) -> ServiceFailed:
+        parts = []
+        for service in services:
+            p = self.progress[service]
+            self.ops.reporter.update(service, state="failed", detail=p.failed or "")
+            evidence = self.ops.evidence(p.container or "", self.secrets)
+            parts.append(f"service {service} failed: {p.failed}." + evidence)
+        others = (
+            "The other services were left as they are; see `albert-deploy status` and `albert-deploy logs SERVICE`."
+        )
+        return ServiceFailed("\n".join([*parts, others]))
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        return {
+            service: {
+                "action": p.action.kind,
+                "reason": p.action.reason,
+                "container": (p.container or "")[:12],
+                "state": p.state or ("running" if p.started else "created"),
+                "health": p.health or "",
+                "seconds": round((p.ready_at or time.monotonic()) - p.since, 1) if p.since else 0.0,
+            }
+            for service, p in self.progress.items()
+        }
