@@ -127,3 +127,17 @@ def test_a_reference_default_applies_when_unset_or_empty() -> None:
     assert desired.resolve(Ref("A", "d"), {"A": ""}) == "d"
     assert desired.resolve(Ref("A"), {}) == ""
     assert desired.resolve(Joined(("--pass ", Ref("P"))), {"P": "s3$"}) == "--pass s3$"
+
+
+def test_render_never_imports_rich_or_the_docker_sdk(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom albert_deploy.cli import cli\n"
+        f"result = CliRunner().invoke(cli, ['render', '-o', {str(tmp_path)!r}])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in ('rich', 'docker', 'albert_deploy.render.files') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['albert_deploy.render.files']"  # it rendered, without the live table or the Docker side

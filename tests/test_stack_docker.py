@@ -72,7 +72,7 @@ def test_up_converges_like_docker_compose(deploy: Callable[..., Deployment]) -> 
     # One model's settings change: that server and the API (its config changed), nothing else.
     d.model("guillaumetell-7b")["served_model_name"] = "guillaumetell"
     d.edit()
-    planned = json.loads(d.cli("plan", "--no-gpus", "--json").stdout)
+    planned = json.loads(d.cli("up", "--dry-run", "--no-gpus", "--json").stdout)
     assert {a["service"]: a["action"] for a in planned["actions"] if a["action"] != "nothing"} == {
         "guillaumetell-7b": "recreate",
         "api": "recreate",
@@ -157,7 +157,7 @@ def test_a_failed_recreate_puts_the_old_container_back(deploy: Callable[..., Dep
     assert old.status == "running" and old.attrs["State"]["Health"]["Status"] == "healthy"
     assert all(d.container(s).status == "running" for s in before)
     # It is still the --no-gpus container, so the next `up --no-gpus` only applies the change.
-    planned = json.loads(d.cli("plan", "--no-gpus", "--json").stdout)
+    planned = json.loads(d.cli("up", "--dry-run", "--no-gpus", "--json").stdout)
     assert {a["action"] for a in planned["actions"]} == {"recreate"}
 
 
@@ -240,7 +240,7 @@ def test_a_stack_started_by_docker_compose_is_recognised(deploy: Callable[..., D
     assert d.cli("check").exit_code == 0
 
     # `up` takes it over (compose's config hash is its own), then `down` removes it.
-    planned = json.loads(d.cli("plan", "--json").stdout)
+    planned = json.loads(d.cli("up", "--dry-run", "--json").stdout)
     assert {a["action"] for a in planned["actions"]} == {"recreate"}
     d.up()
     assert {r["started_by"] for r in json.loads(d.cli("status", "--json").stdout)["services"]} == {"albert-deploy"}

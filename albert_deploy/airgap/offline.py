@@ -18,7 +18,7 @@ def pull(profile: Profile, applied: Applied, reporter: Reporter | None = None) -
     """Every image the stack needs (and the downloader's), then every hosted model's weights."""
     reporter = reporter or Silent()
     client = engine.connect()
-    stack = applied.stack
+    stack = applied.plan
     todo = modelcache.jobs(profile, stack)
     downloader = modelcache.downloader_image(profile)
     wanted = sorted({s.image for s in stack.services} | ({downloader} if todo else set()))
@@ -48,16 +48,16 @@ def offline_check(profile: Profile, applied: Applied) -> None:
     """With ``offline: true``: refuse before anything starts when an image or a model cache is missing."""
     client = engine.connect()
     # An image present only by the id its lock entry recorded (a loaded bundle) counts as present.
-    present, run_as = images.local_images(client, {s.image for s in applied.stack.services}, applied.stack.locked_ids)
+    present, run_as = images.local_images(client, {s.image for s in applied.plan.services}, applied.plan.locked_ids)
     missing = [f"image {image}" for image, image_id in sorted(present.items()) if image_id is None]
     todo = [
         replace(j, image=run_as.get(j.image, j.image))
-        for j in modelcache.jobs(profile, applied.stack)
+        for j in modelcache.jobs(profile, applied.plan)
         if present.get(j.image)
     ]
     missing += [
-        f"model {j.model_id} (volume {containers.volume_name(applied.stack.project, j.volume)})"
-        for j in modelcache.missing_caches(client, applied.stack.project, todo)
+        f"model {j.model_id} (volume {containers.volume_name(applied.plan.project, j.volume)})"
+        for j in modelcache.missing_caches(client, applied.plan.project, todo)
     ]
     if missing:
         raise OfflineError(

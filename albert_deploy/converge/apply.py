@@ -45,24 +45,24 @@ from albert_deploy.render.files import ENV_FILE, existing_env, render_plan, writ
 
 @dataclass(frozen=True)
 class Applied:
-    stack: Plan
+    plan: Plan
     project: desired.Project
     env: dict[str, str]  # .env values: used, never printed
     had_env: bool = True  # False: no .env yet, so the secrets above were just generated
 
 
-def prepare(stack: Plan, out_dir: Path, write: bool, no_gpus: bool = False) -> Applied:
-    """Render ``stack`` and load it back as compose does. ``write=False`` touches no file.
+def prepare(plan: Plan, out_dir: Path, write: bool, no_gpus: bool = False) -> Applied:
+    """Render ``plan`` and resolve it with the rendered .env. ``write=False`` touches no file.
 
-    Either way the rendered text is what gets loaded: once written, the files on disk hold exactly it."""
+    Either way the rendered text is what gets used: once written, the files on disk hold exactly it."""
     existing = existing_env(out_dir)
-    rendered = render_plan(stack, existing)
+    rendered = render_plan(plan, existing)
     if write:
         write_rendered(rendered, out_dir)
     env = envfile.parse_env(rendered.files[ENV_FILE], str(out_dir / ENV_FILE))
     files = {name: text.encode() for name, text in rendered.files.items()}
-    project = desired.project(stack, out_dir, env, files, no_gpus=no_gpus)
-    return Applied(stack, project, env, existing is not None)
+    project = desired.project(plan, out_dir, env, files, no_gpus=no_gpus)
+    return Applied(plan, project, env, existing is not None)
 
 
 # --- up / diff ----------------------------------------------------------------------------------
@@ -72,7 +72,7 @@ def diff(applied: Applied) -> dict[str, Any]:
     from albert_deploy.converge import engine, runner
 
     client = engine.connect()
-    actions = runner.actions(client, applied.project, applied.stack.locked_ids)
+    actions = runner.actions(client, applied.project, applied.plan.locked_ids)
     return {"project": applied.project.name, "actions": [a.as_dict() for a in actions], "changes": _changes(actions)}
 
 
@@ -99,17 +99,15 @@ def up(
         detach=detach,
         reporter=reporter,
         secrets=envfile.secret_values(applied.env),
-        locked_ids=applied.stack.locked_ids,
+        locked_ids=applied.plan.locked_ids,
     )
     no_gpus = any(s.no_gpus for s in applied.project.services.values())
     return {
         "project": applied.project.name,
         "actions": [a.as_dict() for a in result.actions],
         "changes": _changes(result.actions),
-        "services": [
-            _summary_row(s, applied, result.services.get(s.name, {}), no_gpus) for s in applied.stack.services
-        ],
-        "api_url": api_url(applied.stack),
+        "services": [_summary_row(s, applied, result.services.get(s.name, {}), no_gpus) for s in applied.plan.services],
+        "api_url": api_url(applied.plan),
         "detached": detach,
         "seconds": round(time.monotonic() - t0, 2),
     }
@@ -128,15 +126,15 @@ def _summary_row(service: Service, applied: Applied, state: dict[str, Any], no_g
         "role": service.role,
         "image": service.image,
         "gpus": gpus,
-        "url": service_url(service, applied.stack),
+        "url": service_url(service, applied.plan),
         "action": state.get("action", ""),
         "state": state.get("state", ""),
         "health": state.get("health", ""),
     }
 
 
-def api_url(stack: Plan) -> str:
-    api = next(s for s in stack.services if s.role == "api")
+def api_url(plan: Plan) -> str:
+    api = next(s for s in plan.services if s.role == "api")
     host, port, _ = api.ports[0]
     return f"http://{_reachable(host)}:{port}"
 
@@ -146,11 +144,11 @@ def _reachable(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host.strip('[]')}]" if ":" in host else host)
 
 
-def service_url(service: Service, stack: Plan) -> str:
+def service_url(service: Service, plan: Plan) -> str:
     if service.ports:
         host, port, _ = service.ports[0]
         return f"http://{_reachable(host)}:{port}"
-    endpoint = next((e for e in stack.endpoints if e.hosted and e.name == service.model), None)
+    endpoint = next((e for e in plan.endpoints if e.hosted and e.name == service.model), None)
     return f"{endpoint.url} (inside the stack)" if endpoint else "-"
 
 
@@ -168,15 +166,15 @@ def status(project: str, applied: Applied | None, locked: dict[str, dict[str, An
     from albert_deploy.converge import engine, stackops
 
     # Without a .env the secrets would be new ones: every service would look changed.
-    desired = applied.project if applied and applied.had_env else None
-    locked_ids = applied.stack.locked_ids if applied else {}
-    rows = stackops.status(engine.connect(), project, desired, locked or {}, locked_ids)
+    wanted = applied.project if applied and applied.had_env else None
+    locked_ids = applied.plan.locked_ids if applied else {}
+    rows = stackops.status(engine.connect(), project, wanted, locked or {}, locked_ids)
     return {
         "project": project,
         "services": rows,
         "lock_mismatch": any(r["lock"].startswith("differs") for r in rows),
         "drift": any(r["drift"] not in ("none", "unknown") and not r["drift"].startswith("none ") for r in rows),
-        "api_url": api_url(applied.stack) if applied else None,
+        "api_url": api_url(applied.plan) if applied else None,
     }
 
 
@@ -197,17 +195,17 @@ def check(applied: Applied, timeout: float = 10.0) -> dict[str, Any]:
         raise DeployError(
             f"{applied.project.working_dir}/{ENV_FILE} does not exist: run `albert-deploy up` first (or give -o)"
         )
-    stack, env = applied.stack, {**applied.env, **os.environ}
+    plan, env = applied.plan, {**applied.env, **os.environ}
     hosted: list[dict[str, Any]] = []
     external: list[dict[str, Any]] = []
     via_api: list[dict[str, Any]] = []
-    for e in stack.endpoints:
+    for e in plan.endpoints:
         key = env.get(e.key.name) if e.key else None
         job = {"name": e.name, "type": e.type, "url": e.url, "served_name": e.served_name, "key": key, "via": "server"}
         (hosted if e.hosted else external).append(job)
-        if stack.release.checkable_through_api:
+        if plan.release.checkable_through_api:
             via_api.append(
-                {**job, "url": api_url(stack), "served_name": e.name, "key": env.get("MASTER_KEY"), "via": "api"}
+                {**job, "url": api_url(plan), "served_name": e.name, "key": env.get("MASTER_KEY"), "via": "api"}
             )
     results: list[dict[str, Any]] = []
     if hosted:
@@ -220,10 +218,10 @@ def check(applied: Applied, timeout: float = 10.0) -> dict[str, Any]:
     notes = (
         []
         if via_api
-        else [f"release {stack.release.version}: models are not checked through the API (it has no master key)"]
+        else [f"release {plan.release.version}: models are not checked through the API (it has no master key)"]
     )
     return {
-        "project": stack.project,
+        "project": plan.project,
         "results": results,
         "ok": all(r["ok"] for r in results),
         "notes": notes,
