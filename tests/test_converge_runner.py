@@ -318,3 +318,23 @@ def test_actions_touch_nothing(tmp_path: Path) -> None:
     project, client = make_project(tmp_path)
     assert {a.kind for a in runner.actions(client, project)} == {"create"}
     assert not client.api.store and not client.api.calls
+
+
+def test_setting_aside_and_putting_back_when_the_daemon_objects(tmp_path: Path) -> None:
+    from albert_deploy.converge.operations import Operations, SetAside
+
+    project, client = make_project(tmp_path)
+    out = io.StringIO()
+    ops = Operations(client, project, EventLines(out), {}, {})
+    assert ops.set_aside("api", "missing") is None
+    cid = client.api.create_container(name="p-api-1", labels={}, image="x")["Id"]
+    client.api.store[cid].state = "dead"
+    client.api.inspect_container = lambda c: {"Name": "/p-api-1", "State": {"Dead": True}}  # type: ignore[method-assign]
+    assert ops.set_aside("api", cid) is None and cid not in client.api.store
+    ops.put_back("api", SetAside("gone", "p-api-1", was_running=True))
+    assert "api: failed: could not restore its previous container gone" in out.getvalue()
+    with pytest.raises(DockerError, match="cannot rename its new container to x"):
+        ops.rename("api", "gone", "x")
+    client.api.create_container = lambda **kw: (_ for _ in ()).throw(api_error("no space left"))  # type: ignore[method-assign]
+    with pytest.raises(DockerError, match="service api: the daemon refused to create its container: no space left"):
+        ops.create("api")

@@ -180,3 +180,9 @@ def test_scheduler_polls_started_nodes_and_aborts_on_failure() -> None:
     assert failing.aborted and "api" not in failing.launched
     with pytest.raises(graphlib.CycleError):
         scheduler.execute({"a": ["b"], "b": ["a"]}, Recorder())
+
+
+def test_down_order_follows_the_depends_on_labels() -> None:
+    deps = {"api": ["db", "model"], "model": ["db"], "db": [], "other": []}
+    assert stackops._dependents_first(deps) == [{"api", "other"}, {"model"}, {"db"}]
+    assert stackops._dependents_first({"a": ["b"], "b": ["a"]}) == [{"a", "b"}]

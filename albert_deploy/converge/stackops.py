@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import graphlib
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -32,11 +33,9 @@ def down(client: Any, project: str, volumes: bool = False) -> dict[str, Any]:
         ]
         for r in rows
     }
-    needed = {d for ds in deps.values() for d in ds}
-    first = [r["Id"] for r in rows if (r.get("Labels") or {}).get(SERVICE) not in needed]
-    later = [r["Id"] for r in rows if r["Id"] not in first]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        for batch in (first, later):
+        for wave in _dependents_first(deps):
+            batch = [r["Id"] for r in rows if (r.get("Labels") or {}).get(SERVICE, "") in wave]
             list(pool.map(lambda cid: stop_and_remove(client, cid), batch))
     networks = remove_network(client, project)
     removed_volumes: list[str] = []
@@ -50,6 +49,25 @@ def down(client: Any, project: str, volumes: bool = False) -> dict[str, Any]:
         "networks": networks,
         "volumes": removed_volumes,
     }
+
+
+def _dependents_first(deps: Mapping[str, list[str]]) -> list[set[str]]:
+    """Services in waves, each needed by none of the later ones (graphlib over the reversed edges)."""
+    dependents: dict[str, set[str]] = {service: set() for service in deps}
+    for service, needed in deps.items():
+        for dep in needed:
+            dependents.setdefault(dep, set()).add(service)
+    sorter = graphlib.TopologicalSorter(dependents)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError:  # hand-edited labels: remove everything at once
+        return [set(dependents)]
+    waves = []
+    while sorter.is_active():
+        wave = set(sorter.get_ready())
+        sorter.done(*wave)
+        waves.append(wave)
+    return waves
 
 
 def status(
