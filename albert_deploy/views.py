@@ -1,12 +1,14 @@
 """Text views of the commands' results: what `albert-deploy` prints without --json.
 
 Each function takes the JSON-ready dict a ``commands`` function returns and gives the text for a
-terminal. Pure formatting, no imports beyond the standard library: ``cli`` imports it at start-up.
+terminal. Pure formatting, no imports beyond the standard library and ``sizes``: ``cli`` imports it at start-up.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from albert_deploy.sizes import Size
 
 
 def validate_text(result: dict[str, Any]) -> str:
@@ -119,14 +121,10 @@ def lock_text(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _size(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
-
-
 def bundle_text(result: dict[str, Any]) -> str:
-    return "\n".join([f"Wrote {result['bundle']} ({_size(result['size'])}, {result['seconds']} s): "
+    return "\n".join([f"Wrote {result['bundle']} ({Size(result['size']).human()}, {result['seconds']} s): "
                       f"{len(result['images'])} image(s), {len(result['volumes'])} model cache(s)",
-                      *(f"  {n}  {_size(m['size'])}  sha256 {m['sha256'][:16]}" for n, m in result["members"].items()),
+                      *(f"  {n}  {Size(m['size']).human()}  sha256 {m['sha256'][:16]}" for n, m in result["members"].items()),
                       "On the offline host: albert-deploy load FILE"])  # fmt: skip
 
 

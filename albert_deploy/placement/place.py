@@ -40,7 +40,6 @@ from albert_deploy.placement.memory import (
     UNKNOWN_KV_MIN,
     Request,
     _check_one_gpu,
-    _gb,
     _Gpu,
     _Need,
     _need,
@@ -48,6 +47,7 @@ from albert_deploy.placement.memory import (
 from albert_deploy.placement.report import format_placement, placement_report
 from albert_deploy.placement.search import Strategy, _Ctx, _groups, _kv_of, _resolve_pins, _Run, _run, _Slot
 from albert_deploy.profile.model import Gpu, GpuPool, HostedModel, Profile
+from albert_deploy.sizes import gb
 
 __all__ = [
     "CUDA_GRAPH_HEADROOM",
@@ -326,7 +326,7 @@ def _notes(need: _Need, slot: _Slot, kv: int) -> tuple[str, ...]:
     if need.elastic and kv < need.kv_target:
         seqs = kv // need.kv_per_token // need.seq_tokens
         notes.append(
-            f"KV cache cut to {_gb(kv)} to fit (about {seqs} sequences of {need.seq_tokens} tokens, "
+            f"KV cache cut to {gb(kv)} to fit (about {seqs} sequences of {need.seq_tokens} tokens, "
             f"planned {DEFAULT_NUM_SEQS}); a set max_num_seqs is never cut"
         )
     return tuple(notes)

@@ -26,35 +26,13 @@ from albert_deploy.catalog import RELEASES
 from albert_deploy.errors import ProfileError
 from albert_deploy.profile.kubernetes import Kubernetes, Toleration
 from albert_deploy.profile.strict import Strict, _at, _key, _LocatedError
+from albert_deploy.sizes import Size
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 STACK_SERVICES = ("api", "redis", "postgres", "qdrant", "elasticsearch")
 RESERVED_SERVICES = STACK_SERVICES
 IMAGE_KEYS = (*STACK_SERVICES, "downloader")  # `images:` also names the image `pull` downloads models with
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|K|M|G|T)?\s*$", re.IGNORECASE)
-_UNITS = {
-    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
-}  # fmt: skip
-
-
-def parse_size(value: Any) -> int:
-    """``"24GB"``, ``"81559MiB"``, ``"16G"`` or a number of bytes -> bytes."""
-    if isinstance(value, bool):
-        raise ValueError("give a size such as 24GB or 81559MiB")
-    if isinstance(value, (int, float)):
-        return int(value)
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ValueError(f"'{value}' is not a size: write it as 24GB, 24GiB or 81559MiB")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[(unit or "b").lower()])
-
-
-Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 # --- GPU inventory --------------------------------------------------------------------------
@@ -283,7 +261,9 @@ class Profile(Strict):
     placement: Literal["pack", "spread"] = Field("pack", description="pack: as few GPUs as possible; spread: balance.")
     share_gpus: bool = Field(False, description="Allow two models to pin the same GPU id.")
     gpu_keep_free: Size = Field(
-        0, ge=0, description="Memory left free on every GPU for processes outside this stack, e.g. 4GB."
+        0,
+        json_schema_extra={"minimum": 0},  # Size refuses negative values itself
+        description="Memory left free on every GPU for processes outside this stack, e.g. 4GB.",
     )
     images: dict[Literal[IMAGE_KEYS], Annotated[str, Field(min_length=1)]] = Field(  # type: ignore[valid-type]
         default_factory=dict,

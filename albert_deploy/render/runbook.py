@@ -7,6 +7,7 @@ from typing import Any
 
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Service, gpus_text
+from albert_deploy.sizes import gb
 
 
 def md(value: Any) -> str:
@@ -32,7 +33,7 @@ def _row(service: Service, stack: Plan) -> dict[str, Any]:
     endpoint = next((e for e in stack.endpoints if e.name == service.model), None)
     memory = "-"
     if placed and placed.memory_bytes:
-        memory = f"{placed.memory_bytes / 1e9:.1f} GB"
+        memory = gb(placed.memory_bytes)
         if placed.gpu_memory_utilization is not None:
             memory += f" (utilization {placed.gpu_memory_utilization:.2f})"
     return {

@@ -1,0 +1,53 @@
+"""Size: the one parser and formatter of byte counts."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from albert_deploy.sizes import Size, gb
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("24GB", 24 * 10**9),
+        ("80 GiB", 80 * 2**30),
+        ("81559MiB", 81559 * 2**20),
+        ("16G", 16 * 2**30),
+        ("1.5 gb", 1_500_000_000),
+        (4096, 4096),
+        (2.0, 2),
+        ("512", 512),
+    ],
+)
+def test_parses_what_operators_write(text: object, expected: int) -> None:
+    size = Size.parse(text)
+    assert size == expected
+    assert isinstance(size, Size)
+
+
+@pytest.mark.parametrize("bad", ["24 parsecs", "GB", "", True, -1, "-3GB"])
+def test_refuses_what_is_not_a_size(bad: object) -> None:
+    with pytest.raises(ValueError, match="size"):
+        Size.parse(bad)
+
+
+def test_formats_itself() -> None:
+    assert Size(24 * 10**9).gb() == "24.0 GB" == str(Size(24 * 10**9))
+    assert gb(1_250_000_000, 2) == "1.25 GB"
+    assert Size(2_500_000_000).human() == "2.50 GB"
+    assert Size(12_300_000).human() == "12.3 MB"
+
+
+def test_is_a_pydantic_field_type() -> None:
+    class Model(BaseModel):
+        memory: Size
+        spare: Size | None = None
+
+    model = Model.model_validate({"memory": "80 GiB"})
+    assert isinstance(model.memory, Size) and model.memory == 80 * 2**30
+    assert model.model_dump() == {"memory": 80 * 2**30, "spare": None}
+    assert Model.model_json_schema()["properties"]["memory"]["type"] == "integer"
+    with pytest.raises(ValidationError, match="not a size"):
+        Model.model_validate({"memory": "lots"})
