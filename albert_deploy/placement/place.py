@@ -47,7 +47,7 @@ from albert_deploy.placement.memory import (
 from albert_deploy.placement.report import format_placement, placement_report
 from albert_deploy.placement.search import Strategy, _Ctx, _groups, _kv_of, _resolve_pins, _Run, _run, _Slot
 from albert_deploy.profile.model import Gpu, GpuPool, HostedModel, Profile
-from albert_deploy.sizes import gb
+from albert_deploy.sizes import Size, gb
 
 __all__ = [
     "CUDA_GRAPH_HEADROOM",
@@ -150,7 +150,7 @@ def _read_gpu(nvml: Any, index: int) -> Gpu:
     return Gpu(
         index=index,
         uuid=uuid if uuid.startswith("GPU-") else None,
-        memory=int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
+        memory=Size(nvml.nvmlDeviceGetMemoryInfo(handle).total),
         name=_text(nvml.nvmlDeviceGetName(handle)),
         compute_capability=f"{major}.{minor}",
     )

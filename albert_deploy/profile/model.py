@@ -261,7 +261,7 @@ class Profile(Strict):
     placement: Literal["pack", "spread"] = Field("pack", description="pack: as few GPUs as possible; spread: balance.")
     share_gpus: bool = Field(False, description="Allow two models to pin the same GPU id.")
     gpu_keep_free: Size = Field(
-        0,
+        Size(0),
         json_schema_extra={"minimum": 0},  # Size refuses negative values itself
         description="Memory left free on every GPU for processes outside this stack, e.g. 4GB.",
     )
