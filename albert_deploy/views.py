@@ -15,7 +15,7 @@ def validate_text(result: dict[str, Any]) -> str:
     return f"{result['profile']}: valid ({len(result['models'])} models, Albert API {result['release']})"
 
 
-def plan_gpus_text(result: dict[str, Any]) -> str:
+def placement_text(result: dict[str, Any]) -> str:
     return str(result["text"])
 
 
@@ -24,7 +24,7 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
-def plan_text(result: dict[str, Any]) -> str:
+def diff_text(result: dict[str, Any]) -> str:
     rows = [["SERVICE", "ACTION", "WHY"]] + [[a["service"], a["action"], a["reason"]] for a in result["actions"]]
     verdict = f"{result['changes']} change(s)" if result["changes"] else "nothing to do: the stack matches the profile"
     order = [f"  GPU {o['gpu']}: " + " -> ".join(o["services"]) for o in result.get("start_order", [])]
@@ -62,7 +62,7 @@ def status_text(result: dict[str, Any]) -> str:
               s["drift"]] for s in result["services"]]  # fmt: skip
     lines = [f"Project {result['project']}", *_table(rows)]
     if result["drift"]:
-        lines.append("The stack differs from the profile: `albert-deploy plan` says what `up` would change.")
+        lines.append("The stack differs from the profile: `albert-deploy diff` says what `up` would change.")
     if result.get("lock_mismatch"):
         lines.append("A container runs an image other than the lock file's: `albert-deploy up` recreates it.")
     if any(s["started_by"] == "docker compose" for s in result["services"]):

@@ -16,7 +16,6 @@ from albert_deploy.airgap import bundle, modelcache
 from albert_deploy.cli import cli
 from albert_deploy.commands import load
 from albert_deploy.errors import BundleError, LockError
-from albert_deploy.plan.servers import start_order
 from albert_deploy.profile import lock as lockfile
 from albert_deploy.render.files import render_plan
 from tests.helpers import FULL, fixed_env
@@ -41,14 +40,14 @@ def test_the_lock_pins_images_and_render_writes_the_digest(tmp_path: Path) -> No
         "albert-deploy-test/qdrant:1": {"digest": None, "pinned": None, "id": "sha256:1", "local_only": True},
     }
     lockfile.write_lock(str(profile), str(profile), entries)
-    _, stack = load(str(profile))
+    stack = load(str(profile))
     images = {s.name: s.image for s in stack.services}
     assert images["redis"] == f"albert-deploy-test/redis@{DIGEST}"
     assert images["qdrant"] == "albert-deploy-test/qdrant:1"  # local only: left as it is
     compose = render_plan(stack, fixed_env(stack.secrets)).files["compose.yml"]
     assert f'image: "albert-deploy-test/redis@{DIGEST}"' in compose
     # `lock` itself resolves the profile's own images, not the pinned ones.
-    assert {s.image for s in load(str(profile), pinned=False)[1].services} >= {"albert-deploy-test/redis:1"}
+    assert {s.image for s in load(str(profile), pinned=False).services} >= {"albert-deploy-test/redis:1"}
 
 
 def test_a_broken_lock_file_is_named_with_the_fix(tmp_path: Path) -> None:
@@ -62,8 +61,8 @@ def test_a_broken_lock_file_is_named_with_the_fix(tmp_path: Path) -> None:
 
 
 def test_each_server_gets_the_cache_layout_it_reads() -> None:
-    profile, stack = load(None)
-    jobs = {j.model_id: j for j in modelcache.jobs(profile, stack)}
+    plan = load(None)
+    jobs = {j.model_id: j for j in plan.caches}
     vllm, tei = jobs["AgentPublic/guillaumetell-7b"], jobs["intfloat/multilingual-e5-large"]
     whisper = jobs["openai/whisper-large-v3-turbo"]
     assert (vllm.mount, vllm.hub_cache, vllm.user) == ("/root/.cache/huggingface", "/root/.cache/huggingface/hub", "")
@@ -73,12 +72,12 @@ def test_each_server_gets_the_cache_layout_it_reads() -> None:
     assert vllm.volume == "guillaumetell-7b-cache"
     # The token is never an argument: only the model, the directories and the owner are.
     assert "HF_TOKEN" not in modelcache.DOWNLOAD_SCRIPT.split("snapshot_download(")[1].split(")")[0]
-    assert modelcache.downloader_image(profile) == "vllm/vllm-openai:v0.11.0"
+    assert plan.downloader_image == "vllm/vllm-openai:v0.11.0"
 
 
 def test_the_downloader_image_is_a_profile_key(tmp_path: Path) -> None:
-    profile, _ = load(str(_profile(tmp_path, images={"downloader": "mirror.local/vllm:1"})))
-    assert modelcache.downloader_image(profile) == "mirror.local/vllm:1"
+    plan = load(str(_profile(tmp_path, images={"downloader": "mirror.local/vllm:1"})))
+    assert plan.downloader_image == "mirror.local/vllm:1"
     wrong = CliRunner().invoke(cli, ["validate", str(_profile(tmp_path, images={"downloadr": "x"}))])
     assert wrong.exit_code == 1 and "downloader" in wrong.stderr
 
@@ -90,8 +89,8 @@ def test_start_order_per_gpu_follows_the_depends_on_chain(tmp_path: Path) -> Non
         m["gpus"] = [1] if "e5" in m["model"] else [0]
     path = tmp_path / "two.yaml"
     path.write_text(yaml.safe_dump(data))
-    _, stack = load(str(path))
-    order = {o["gpu"]: o["services"] for o in start_order(stack.services)}
+    stack = load(str(path))
+    order = {o.gpu: list(o.services) for o in stack.start_order}
     assert order["1"] == ["multilingual-e5-large"]
     first, second, third = order["0"]
     deps = {s.name: s.depends_on for s in stack.services}
@@ -184,7 +183,7 @@ def test_the_lock_hands_its_ids_to_the_stack_and_the_container_runs_by_id(tmp_pa
         "albert-deploy-test/qdrant:1": {"digest": None, "pinned": None, "id": "sha256:1", "local_only": True},
     }
     lockfile.write_lock(str(profile), str(profile), entries)
-    _, stack = load(str(profile))
+    stack = load(str(profile))
     assert stack.locked_ids == {f"albert-deploy-test/redis@{DIGEST}": image_id}
     project = prepare(stack, tmp_path / "out", write=False).project
     request = containers.create_request(project, "redis", {}, image_id)

@@ -33,7 +33,7 @@ GOLDEN_FILES = {
 
 
 def render_with_fixed_secrets(out: Path, profile: str | None = None) -> None:
-    _, stack = commands.load(profile)
+    stack = commands.load(profile)
     out.mkdir(parents=True, exist_ok=True)
     (out / ".env").write_text(fixed_env(stack.secrets))
     commands.render(profile, out)
@@ -85,7 +85,7 @@ def test_every_profile_renders_for_every_release(profile: Path, release: str, st
 
 
 def test_release_formats_of_the_default_profile(tmp_path: Path) -> None:
-    _, stack = commands.load(None)
+    stack = commands.load(None)
     new = yaml.safe_load(render_plan(stack).files["config.yml"])
     assert {m["id"]: m["clients"][0]["type"] for m in new["models"]} == {
         "guillaumetell-7b": "vllm", "multilingual-e5-large": "tei",
@@ -108,7 +108,7 @@ def test_release_formats_of_the_default_profile(tmp_path: Path) -> None:
 
 
 def test_served_names_equal_server_flags() -> None:
-    _, stack = commands.load(None)
+    stack = commands.load(None)
     by_name = {s.name: s for s in stack.services}
     for endpoint in stack.endpoints:
         command = by_name[endpoint.name].command

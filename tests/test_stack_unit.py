@@ -76,7 +76,7 @@ def test_unsupported_keys_are_refused_not_ignored(tmp_path: Path) -> None:
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
 def test_loaded_services_match_docker_compose_config(profile: Path, tmp_path: Path) -> None:
     """What `up` applies is what the real Compose v2 reads from the same files."""
-    _, stack = load(str(profile))
+    stack = load(str(profile))
     rendered = render_plan(stack, fixed_env(stack.secrets))
     for name, text in rendered.files.items():
         (tmp_path / name).write_text(text)
@@ -100,7 +100,7 @@ DEFAULT = next(p for p in PROFILES if p.stem == "default")
 
 
 def _project(tmp_path: Path, profile: Path = DEFAULT, env: str | None = None) -> composefile.Project:
-    _, stack = load(str(profile))
+    stack = load(str(profile))
     rendered = render_plan(stack, env or fixed_env(stack.secrets))
     files = {k: v.encode() for k, v in rendered.files.items()}
     return composefile.load_project(
@@ -133,7 +133,7 @@ def test_no_gpus_changes_the_hash_of_gpu_services_only(tmp_path: Path) -> None:
 
 def test_secret_values_never_appear_in_labels(tmp_path: Path) -> None:
     project = _project(tmp_path)
-    stack = load(str(DEFAULT))[1]
+    stack = load(str(DEFAULT))
     secret = composefile.parse_env_file(render_plan(stack, fixed_env(stack.secrets)).files[".env"], {})
     for service in project.services:
         labels = containers.labels(
@@ -337,7 +337,7 @@ def test_check_jobs_hosted_inside_external_on_host_and_through_the_api(
     from albert_deploy.converge import apply
     from albert_deploy.converge import contract as checker
 
-    _, stack = load(str(next(p for p in PROFILES if p.stem == "cpu-dev")))
+    stack = load(str(next(p for p in PROFILES if p.stem == "cpu-dev")))
     (tmp_path / ".env").write_text(fixed_env(stack.secrets))
     applied = apply.prepare(stack, tmp_path, write=False)
     monkeypatch.setenv("LLM_API_KEY", "external-key")

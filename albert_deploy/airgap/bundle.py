@@ -34,9 +34,9 @@ import docker.types
 from docker.utils import parse_repository_tag
 
 from albert_deploy import __version__
-from albert_deploy.airgap.modelcache import CacheJob
 from albert_deploy.converge import containers, engine
 from albert_deploy.errors import BundleError, DockerError
+from albert_deploy.plan.spec import ModelCache
 from albert_deploy.render import output
 from albert_deploy.render.files import ENV_FILE, GENERATED
 
@@ -63,7 +63,7 @@ def write_bundle(
     client: Any,
     project: str,
     image_refs: list[str],
-    jobs: list[CacheJob],
+    jobs: list[ModelCache],
     files: dict[str, bytes],
     target: Path,
 ) -> dict[str, Any]:

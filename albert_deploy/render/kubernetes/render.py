@@ -17,7 +17,6 @@ from albert_deploy import __version__
 from albert_deploy.errors import RenderError
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Joined, Ref
-from albert_deploy.profile.model import Profile
 from albert_deploy.render import envfile, output
 from albert_deploy.render.files import Rendered, to_yaml_scalar
 from albert_deploy.render.kubernetes.objects import (
@@ -45,9 +44,9 @@ GENERATED = (
 COMPOSE_FILES = ("compose.yml", ".env")
 
 
-def render_into(profile: Profile, stack: Plan, out_dir: Path) -> dict[str, Any]:
+def render_into(stack: Plan, out_dir: Path) -> dict[str, Any]:
     """Render, keeping the secrets already in ``out_dir``, and write; what was written, for the CLI."""
-    rendered, plan = _render(profile, stack, previous_secrets(out_dir))
+    rendered, plan = _render(stack, previous_secrets(out_dir))
     change = write_kubernetes(rendered, out_dir)
     operator = {e.key: e.optional for w in plan.workloads for c in (w.container, *w.init_containers) for e in c.env
                 if e.secret == OPERATOR_SECRET}  # fmt: skip
@@ -67,13 +66,13 @@ def render_into(profile: Profile, stack: Plan, out_dir: Path) -> dict[str, Any]:
     }
 
 
-def render_kubernetes(profile: Profile, stack: Plan, previous: dict[str, str] | None = None) -> Rendered:
+def render_kubernetes(stack: Plan, previous: dict[str, str] | None = None) -> Rendered:
     """Every manifest as text. ``previous``: the secrets of the last render, which are kept."""
-    return _render(profile, stack, previous or {})[0]
+    return _render(stack, previous or {})[0]
 
 
-def _render(profile: Profile, stack: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
-    plan = layout(profile, stack)
+def _render(stack: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
+    plan = layout(stack)
     secrets = secret_values(stack, previous)
     env = _environment()
     common = {"version": __version__, "source": stack.source, "namespace": plan.namespace}
@@ -82,7 +81,7 @@ def _render(profile: Profile, stack: Plan, previous: dict[str, str]) -> tuple[Re
         return str(env.get_template(f"kubernetes/{template}.j2").render(**common, **context))
 
     files: dict[str, str] = {}
-    if profile.kubernetes.create_namespace:
+    if stack.kubernetes.create_namespace:
         files[NAMESPACE_FILE] = render(NAMESPACE_FILE, labels=labels(STACK_NAME, "namespace", plan.instance))
     files[SECRET_FILE] = render(SECRET_FILE, name=GENERATED_SECRET, secrets=secrets,
                                 labels=labels(STACK_NAME, "secrets", plan.instance))  # fmt: skip

@@ -16,7 +16,7 @@ from albert_deploy.errors import ProfileError, RenderError
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.releases import MODULES
 from albert_deploy.plan.spec import Joined, Ref, Service
-from albert_deploy.profile.model import Kubernetes, Profile, Toleration
+from albert_deploy.profile.kubernetes import Kubernetes, Toleration
 from albert_deploy.render.kubernetes.objects import (
     CONFIG_KEY,
     CONFIG_MAP,
@@ -34,9 +34,8 @@ from albert_deploy.render.kubernetes.objects import (
     escape,
 )
 
-# Ports the release templates hard-code for the databases (config-*.yml.j2).
-DATABASE_PORTS = {"redis": ("redis", 6379), "postgres": ("postgres", 5432), "qdrant": ("http", 6333),
-                  "elasticsearch": ("http", 9200)}  # fmt: skip
+# Names of the databases' ports (their numbers are the plan's `container_port`).
+DATABASE_PORT_NAMES = {"redis": "redis", "postgres": "postgres", "qdrant": "http", "elasticsearch": "http"}
 # Images that run as a non-root user and write their volume: the pod's fsGroup lets them.
 DATABASE_FS_GROUP = {"qdrant": 1000, "elasticsearch": 1000}
 
@@ -59,20 +58,6 @@ READINESS_FAILURES = 3  # out of the Service after 30 s of failures; liveness re
 _SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")  # RFC 1035 label, as Services require
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-# The catalog's and the releases' health checks that are a plain HTTP GET (see catalog.py, releases/).
-_CURL = re.compile(
-    r'^curl -fsS -o /dev/null (?:-H "Authorization: Bearer \$(?P<key>[A-Za-z_][A-Za-z0-9_]*)" )?'
-    r"http://(?:localhost|127\.0\.0\.1):(?P<port>\d+)(?P<path>/\S*)$"
-)
-_URLOPEN = re.compile(
-    r"^import urllib\.request; urllib\.request\.urlopen\("
-    r"'http://(?:localhost|127\.0\.0\.1):(?P<port>\d+)(?P<path>/[^']*)', timeout=\d+\)$"
-)
-_DEV_TCP = re.compile(  # qdrant's image has neither curl nor wget: GET over bash's /dev/tcp
-    r"^exec 3<>/dev/tcp/127\.0\.0\.1/(?P<port>\d+) && printf 'GET (?P<path>/\S*) HTTP/1\.0\\r\\n\\r\\n' >&3 "
-    r"&& head -n 1 <&3 \| grep -q ' 200 '$"
-)
-
 # The API's init container: wait until every model server answers its health check and every
 # database accepts connections. A Service forwards only to ready pods, so a connection through it
 # means the pod's readiness probe (its health check) passes.
@@ -120,10 +105,10 @@ class Layout:
     claims: list[Claim]  # the model caches
 
 
-def layout(profile: Profile, stack: Plan) -> Layout:
+def layout(stack: Plan) -> Layout:
     from albert_deploy.render.files import render_config
 
-    settings = profile.kubernetes
+    settings = stack.kubernetes
     names = kube_names(stack)
     stack = _with_kube_urls(stack, names)
     namespace = settings.namespace or _default_namespace(stack)
@@ -209,7 +194,6 @@ def _selector(name: str, instance: str) -> dict[str, str]:
 def _workload(s: Service, ctx: _Ctx) -> Workload:
     name = ctx.names[s.name]
     gpus = gpu_count(s)
-    placement = _placed_server(s, ctx)
     kind, volumes, mounts, claim = "Deployment", [], [], None
     for m in s.mounts:
         if m.is_bind and s.role == "api" and Path(m.volume).name == CONFIG_KEY:
@@ -230,17 +214,18 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
     if s.shm_size:
         volumes.append(Volume("shm", memory=_shm_quantity(s.shm_size)))
         mounts.append(VolumeMount("shm", "/dev/shm"))
-    requests: dict[str, Any] = dict(REQUESTS.get(_resource_key(s, placement), REQUESTS["api"]))
+    requests: dict[str, Any] = dict(REQUESTS.get(_resource_key(s), REQUESTS["api"]))
     limits: dict[str, Any] = {}
     if gpus:
         # Whole GPUs; an extended resource must be requested and limited alike.
         requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = gpus
-    port_name, port = _container_port(s, placement)
+    port_name, port = _container_port(s)
     container = Container(
         name=name,
         image=s.image,
         command=tuple(escape(a) for a in s.entrypoint or ()),
-        args=tuple(escape(a) for a in _whole_gpu_command(s, ctx)),
+        # Each server owns its GPUs here: vLLM's default share of a GPU applies.
+        args=tuple(escape(a) for a in (s.command if s.command_whole_gpus is None else s.command_whole_gpus)),
         env=env_vars(_environment_of(s), ctx.stack),
         port=(port_name, port),
         requests=requests,
@@ -270,7 +255,7 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
         claim=claim,
         node_selector=selector,
         tolerations=tuple(_toleration(t) for t in tolerations),
-        fs_group=_fs_group(s, placement),
+        fs_group=_fs_group(s),
         # A changed config rolls the API (a subPath mount never sees ConfigMap updates).
         annotations={"albert-deploy/config-sha256": ctx.config_hash} if s.role == "api" else {},
     )
@@ -283,52 +268,28 @@ def _environment_of(s: Service) -> dict[str, Any]:
     return dict(s.environment)
 
 
-def _placed_server(s: Service, ctx: _Ctx) -> str | None:
-    if s.role != "model":
-        return None
-    return ctx.stack.placement.models[s.model or s.name].server
-
-
 def gpu_count(s: Service) -> int:
     if s.gpu is None:
         return 0
     return len(s.gpu.device_ids) if s.gpu.device_ids else int(s.gpu.count or 0)
 
 
-def _whole_gpu_command(s: Service, ctx: _Ctx) -> tuple[str, ...]:
-    """Without the plan's --gpu-memory-utilization: each server owns its GPUs here (vLLM's default applies).
-    The profile's own `args` come after the plan's flags and are kept."""
-    if s.role != "model":
-        return s.command
-    placed = ctx.stack.placement.models[s.model or s.name]
-    if placed.server != "vllm" or placed.gpu_memory_utilization is None:
-        return s.command
-    flag = ("--gpu-memory-utilization", f"{placed.gpu_memory_utilization:.2f}")
-    command = list(s.command)
-    for i in range(len(command) - 1):
-        if (command[i], command[i + 1]) == flag:
-            return (*command[:i], *command[i + 2 :])
-    raise RenderError(f"internal error: {s.name} has no {' '.join(flag)} to drop; please report it")
-
-
-def _resource_key(s: Service, server: str | None) -> str:
+def _resource_key(s: Service) -> str:
     if s.role == "model":
-        return "tei-cpu" if server == "tei" and s.gpu is None else server or "api"
+        return "tei-cpu" if s.server == "tei" and s.runs_on_cpu else s.server or "api"
     return s.name if s.role == "database" else "api"
 
 
-def _container_port(s: Service, server: str | None) -> tuple[str, int]:
-    if s.role == "database":
-        return DATABASE_PORTS[s.name]
-    if s.role == "model":
-        return "http", catalog.SERVERS[server or ""].port
-    return "http", s.ports[0][2]
+def _container_port(s: Service) -> tuple[str, int]:
+    if s.container_port is None:
+        raise RenderError(f"internal error: {s.name} has no container port; please report it")
+    return DATABASE_PORT_NAMES.get(s.name, "http") if s.role == "database" else "http", s.container_port
 
 
-def _fs_group(s: Service, server: str | None) -> int | None:
+def _fs_group(s: Service) -> int | None:
     if s.role == "database":
         return DATABASE_FS_GROUP.get(s.name)
-    user = catalog.SERVERS[server].user if s.role == "model" and server else None
+    user = catalog.SERVERS[s.server].user if s.role == "model" and s.server else None
     return int(user) if user and user.isdigit() else None
 
 
@@ -404,32 +365,9 @@ def _from_secret(name: str, ref: Ref, stack: Plan) -> EnvVar:
 # --- Probes and the API's wait --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class HttpCheck:
-    port: int
-    path: str
-    key_env: str | None  # the variable holding the bearer key the check sends
-
-
-def http_check(check: HealthCheck) -> HttpCheck | None:
-    """The health check as an HTTP GET, when it is one (curl, python's urlopen or bash's /dev/tcp)."""
-    test = check.test
-    if test[0] == "CMD-SHELL" and len(test) == 2:
-        match = _CURL.match(test[1])
-    elif test[:3] == ("CMD", "python3", "-c") and len(test) == 4:
-        match = _URLOPEN.match(test[3])
-    elif test[:3] == ("CMD", "bash", "-c") and len(test) == 4:
-        match = _DEV_TCP.match(test[3])
-    else:
-        return None
-    if match is None:
-        return None
-    return HttpCheck(int(match["port"]), match["path"], match.groupdict().get("key"))
-
-
 def probes(check: HealthCheck) -> Probes:
     """Startup allows the start period plus compose's retries; then readiness and liveness."""
-    http = http_check(check)
+    http = check.http
     if http is not None and http.key_env is None:
         action: dict[str, Any] = {"http": (http.port, http.path)}
     elif check.test[0] == "CMD-SHELL":
@@ -454,8 +392,8 @@ def _wait_container(api: Service, ctx: _Ctx) -> Container:
         if s.role == "api":
             continue
         name = ctx.names[s.name]
-        port = _container_port(s, _placed_server(s, ctx))[1]
-        check = http_check(s.healthcheck) if s.role == "model" and s.healthcheck else None
+        port = _container_port(s)[1]
+        check = s.healthcheck.http if s.role == "model" and s.healthcheck else None
         if check is None:
             targets.append({"name": name, "host": name, "port": port})
             continue
