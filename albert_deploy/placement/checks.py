@@ -17,18 +17,20 @@ def _require_weights(need: _Need) -> None:
         )
 
 
-def _check_pins_apart(ctx: _Ctx) -> None:
-    """The profile compares pins as written; one GPU named by index and by UUID is caught here."""
-    owners: dict[int, str] = {}
-    for name, positions in ctx.pins.items():
-        for p in positions:
-            if p in owners:
-                g = ctx.gpus[p]
+def _check_pins_apart(pinned: list[tuple[_Need, list[tuple[object, str]]]]) -> None:
+    """The one check that two models do not pin the same GPU (unless ``share_gpus``).
+
+    ``pinned``: each pinning model with its GPUs as (identity, name in the message). With an
+    inventory the identity is the GPU's position, so one GPU named by index and by UUID is caught."""
+    owners: dict[object, str] = {}
+    for need, gpus in pinned:
+        for key, label in gpus:
+            if key in owners:
                 raise PlacementError(
-                    f"models.{ctx.by_name[name].pos}.gpus: GPU {g.index} ({g.device_id}) is already given to "
-                    f"'{owners[p]}': pin another GPU, or set `share_gpus: true` to let models share it"
+                    f"models.{need.pos}.gpus: GPU {label} is already given to '{owners[key]}': pin another GPU, "
+                    "or set `share_gpus: true` to let models share it"
                 )
-            owners[p] = name
+            owners[key] = need.name
 
 
 def _check_alone(ctx: _Ctx, needs: list[_Need]) -> None:

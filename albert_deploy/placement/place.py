@@ -216,6 +216,10 @@ def place(profile: Profile) -> Placement:
         _check_one_gpu(need)
     gpus = _inventory(profile)
     if gpus is None:
+        if not profile.share_gpus:  # pins as written: no inventory tells an index from a UUID
+            _check_pins_apart(
+                [(n, [(str(p), str(p)) for p in n.request]) for n in needs if isinstance(n.request, list)]
+            )
         return Placement(models={n.name: _without_inventory(n) for n in needs}, gpus=())
     return _place_on(gpus, needs, profile)
 
@@ -250,7 +254,8 @@ def _place_on(gpus: list[_Gpu], needs: list[_Need], profile: Profile) -> Placeme
     pins = {n.name: _resolve_pins(n, gpus) for n in on_gpu if isinstance(n.request, list)}
     ctx = _Ctx(gpus, _groups(gpus), pins, {n.name: n for n in needs})
     if not profile.share_gpus:
-        _check_pins_apart(ctx)
+        labels = {g.pos: f"{g.index} ({g.device_id})" for g in gpus}
+        _check_pins_apart([(ctx.by_name[name], [(p, labels[p]) for p in pos]) for name, pos in pins.items()])
     _check_alone(ctx, on_gpu)
     run = _best_run(ctx, on_gpu, profile.placement)
     return _assemble(ctx, needs, run)

@@ -328,23 +328,11 @@ class Profile(Strict):
             taken[port] = f"models.{i}.port"
 
     def _check_pins(self) -> None:
-        owners: dict[str, str] = {}
+        # Pins shared between models are checked once, by the placement (which knows index from UUID).
         for i, entry in enumerate(self.models):
             pins = getattr(entry, "gpus", None)
-            if not isinstance(pins, list):
-                continue
-            if len(set(map(str, pins))) != len(pins):
+            if isinstance(pins, list) and len(set(map(str, pins))) != len(pins):
                 raise _at(i, "gpus", "a GPU id is listed twice: list each GPU once")
-            for pin in pins:
-                key = str(pin)
-                if key in owners and not self.share_gpus:
-                    raise _at(
-                        i,
-                        "gpus",
-                        f"GPU {key} is already given to '{owners[key]}': pin another GPU, "
-                        "or set `share_gpus: true` to let models share it",
-                    )
-                owners.setdefault(key, entry.name or "")
 
     @property
     def hosted(self) -> list[HostedModel]:
