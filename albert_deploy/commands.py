@@ -11,8 +11,8 @@ from typing import Any
 from albert_deploy.errors import LockError
 from albert_deploy.plan.build import Plan, build_plan
 from albert_deploy.plan.spec import gpus_text
+from albert_deploy.profile.load import DEFAULT_PROFILE, load_profile, profile_json_schema
 from albert_deploy.profile.lock import Lock, read_lock, write_lock
-from albert_deploy.profile.model import DEFAULT_PROFILE, load_profile, profile_json_schema
 from albert_deploy.render.files import existing_env, render_plan, write_rendered
 from albert_deploy.resources import default_profile_text
 
@@ -188,10 +188,10 @@ def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
 
 def load_bundle(path: Path, out_dir: Path, profile_dir: Path) -> dict[str, Any]:
     """Verify every member of the bundle, then restore its images, volumes and files."""
-    from albert_deploy.airgap import bundle as archive
+    from albert_deploy.airgap import unbundle
     from albert_deploy.converge import engine
 
-    return archive.load_bundle(engine.connect, path, out_dir, profile_dir)
+    return unbundle.load_bundle(engine.connect, path, out_dir, profile_dir)
 
 
 def _summary(plan: Plan) -> dict[str, Any]:

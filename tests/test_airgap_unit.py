@@ -12,7 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from albert_deploy.airgap import bundle, modelcache
+from albert_deploy.airgap import bundle, modelcache, unbundle
 from albert_deploy.cli import cli
 from albert_deploy.commands import load
 from albert_deploy.errors import BundleError, LockError
@@ -115,20 +115,20 @@ def _archive(tmp_path: Path, members: dict[str, bytes], listed: dict[str, bytes]
 
 def test_verify_names_the_bad_member_before_anything_loads(tmp_path: Path) -> None:
     good = {"images.tar": b"layers", "rendered/compose.yml": b"services: {}\n"}
-    assert bundle.verify(_archive(tmp_path, good))["project"] == "p"
+    assert unbundle.verify(_archive(tmp_path, good))["project"] == "p"
     with pytest.raises(BundleError, match=r"member rendered/compose\.yml is corrupted"):
-        bundle.verify(_archive(tmp_path, {**good, "rendered/compose.yml": b"services: {x}\n"}, good))
+        unbundle.verify(_archive(tmp_path, {**good, "rendered/compose.yml": b"services: {x}\n"}, good))
     with pytest.raises(BundleError, match=r"member images\.tar is missing"):
-        bundle.verify(_archive(tmp_path, {"rendered/compose.yml": good["rendered/compose.yml"]}, good))
+        unbundle.verify(_archive(tmp_path, {"rendered/compose.yml": good["rendered/compose.yml"]}, good))
     with pytest.raises(BundleError, match="member extra is not in the manifest"):
-        bundle.verify(_archive(tmp_path, {**good, "extra": b"x"}, good))
+        unbundle.verify(_archive(tmp_path, {**good, "extra": b"x"}, good))
 
     def never() -> None:
         raise AssertionError("a corrupted bundle must not reach the daemon")
 
     corrupted = _archive(tmp_path, {**good, "images.tar": b"LAYERS"}, good)
     with pytest.raises(BundleError, match=r"images\.tar is corrupted"):
-        bundle.load_bundle(never, corrupted, tmp_path / "out", tmp_path)
+        unbundle.load_bundle(never, corrupted, tmp_path / "out", tmp_path)
     assert not (tmp_path / "out").exists()
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
     result = CliRunner().invoke(cli, ["load", str(tmp_path / "junk.tar")])

@@ -22,7 +22,7 @@ from albert_deploy import commands
 from albert_deploy.cli import cli
 from albert_deploy.errors import ProfileError, RenderError
 from albert_deploy.plan.build import build_plan
-from albert_deploy.profile.model import validate_profile
+from albert_deploy.profile.load import validate_profile
 from albert_deploy.render.files import render_plan
 from albert_deploy.render.kubernetes.objects import escape
 from albert_deploy.render.kubernetes.render import SECRET_FILE, previous_secrets, render_kubernetes

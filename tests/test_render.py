@@ -17,7 +17,7 @@ from albert_deploy.cli import cli
 from albert_deploy.errors import RenderError
 from albert_deploy.plan.build import build_plan
 from albert_deploy.plan.releases import MODULES, r0_0_3, r0_2_0
-from albert_deploy.profile.model import validate_profile
+from albert_deploy.profile.load import validate_profile
 from albert_deploy.render.envfile import parse_env
 from albert_deploy.render.files import render_plan
 

@@ -46,7 +46,8 @@ from albert_deploy.placement.memory import (
 )
 from albert_deploy.placement.report import format_placement, placement_report
 from albert_deploy.placement.search import Strategy, _Ctx, _groups, _kv_of, _resolve_pins, _Run, _run, _Slot
-from albert_deploy.profile.model import Gpu, GpuPool, HostedModel, Profile
+from albert_deploy.profile.gpus import Gpu, GpuPool
+from albert_deploy.profile.model import HostedModel, Profile
 from albert_deploy.sizes import Size, gb
 
 __all__ = [
