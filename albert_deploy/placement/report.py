@@ -1,4 +1,4 @@
-"""GPU placement: the plan as JSON (`plan-gpus --json`) and as a table per GPU (`plan-gpus`)."""
+"""GPU placement as JSON (`placement --json`) and as a table per GPU (`placement`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def placement_report(placement: Placement) -> dict[str, Any]:
-    """JSON-ready plan, for `plan-gpus --json`."""
+    """JSON-ready placement, for `placement --json`."""
     return {
         "gpus": [_gpu_report(g) for g in placement.gpus],
         "models": {name: _model_report(m) for name, m in placement.models.items()},
