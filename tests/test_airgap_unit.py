@@ -40,11 +40,11 @@ def test_the_lock_pins_images_and_render_writes_the_digest(tmp_path: Path) -> No
         "albert-deploy-test/qdrant:1": {"digest": None, "pinned": None, "id": "sha256:1", "local_only": True},
     }
     lockfile.write_lock(str(profile), str(profile), entries)
-    stack = load(str(profile))
-    images = {s.name: s.image for s in stack.services}
+    plan = load(str(profile))
+    images = {s.name: s.image for s in plan.services}
     assert images["redis"] == f"albert-deploy-test/redis@{DIGEST}"
     assert images["qdrant"] == "albert-deploy-test/qdrant:1"  # local only: left as it is
-    compose = render_plan(stack, fixed_env(stack.secrets)).files["compose.yml"]
+    compose = render_plan(plan, fixed_env(plan.secrets)).files["compose.yml"]
     assert f'image: "albert-deploy-test/redis@{DIGEST}"' in compose
     # `lock` itself resolves the profile's own images, not the pinned ones.
     assert {s.image for s in load(str(profile), pinned=False).services} >= {"albert-deploy-test/redis:1"}
@@ -89,11 +89,11 @@ def test_start_order_per_gpu_follows_the_depends_on_chain(tmp_path: Path) -> Non
         m["gpus"] = [1] if "e5" in m["model"] else [0]
     path = tmp_path / "two.yaml"
     path.write_text(yaml.safe_dump(data))
-    stack = load(str(path))
-    order = {o.gpu: list(o.services) for o in stack.start_order}
+    plan = load(str(path))
+    order = {o.gpu: list(o.services) for o in plan.start_order}
     assert order["1"] == ["multilingual-e5-large"]
     first, second, third = order["0"]
-    deps = {s.name: s.depends_on for s in stack.services}
+    deps = {s.name: s.depends_on for s in plan.services}
     assert first == "guillaumetell-7b" and deps[second] == (first,) and deps[third] == (second,)
     assert deps["multilingual-e5-large"] == ()
 
@@ -183,9 +183,9 @@ def test_the_lock_hands_its_ids_to_the_stack_and_the_container_runs_by_id(tmp_pa
         "albert-deploy-test/qdrant:1": {"digest": None, "pinned": None, "id": "sha256:1", "local_only": True},
     }
     lockfile.write_lock(str(profile), str(profile), entries)
-    stack = load(str(profile))
-    assert stack.locked_ids == {f"albert-deploy-test/redis@{DIGEST}": image_id}
-    project = prepare(stack, tmp_path / "out", write=False).project
+    plan = load(str(profile))
+    assert plan.locked_ids == {f"albert-deploy-test/redis@{DIGEST}": image_id}
+    project = prepare(plan, tmp_path / "out", write=False).project
     request = containers.create_request(project, "redis", {}, image_id)
     assert request["image"] == image_id
     assert containers.create_request(project, "redis", {})["image"] == f"albert-deploy-test/redis@{DIGEST}"

@@ -58,7 +58,7 @@ def config_context(endpoints: list[Endpoint], vector_store: str) -> dict[str, An
     }
 
 
-def check_config(data: Any) -> None:
+def validate_config(data: Any) -> None:
     """The rules 0.0.2 – 0.0.3 enforce at startup, applied to the rendered file."""
     _require(isinstance(data, dict), "the config is not a mapping")
     internet = data.get("internet") or {}

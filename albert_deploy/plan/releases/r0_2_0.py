@@ -66,7 +66,7 @@ def _postgres_url() -> Joined:
     )
 
 
-def check_config(data: Any) -> None:
+def validate_config(data: Any) -> None:
     """The rules 0.1.0 – 0.2.0 enforce at startup, applied to the rendered file."""
     _require(isinstance(data, dict), "the config is not a mapping")
     _require(isinstance(data.get("auth", {}).get("master_key"), str), "auth.master_key is missing")

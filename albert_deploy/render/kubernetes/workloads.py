@@ -85,7 +85,7 @@ for target in json.loads(os.environ["WAIT_FOR"]):
 
 @dataclass(frozen=True)
 class _Ctx:
-    stack: Plan
+    plan: Plan
     settings: Kubernetes
     names: dict[str, str]  # service -> Kubernetes name
     instance: str
@@ -96,7 +96,7 @@ class _Ctx:
 class Layout:
     """Everything the manifests hold but the secrets' values."""
 
-    stack: Plan  # its model URLs name the Kubernetes Services
+    plan: Plan  # its model URLs name the Kubernetes Services
     names: dict[str, str]  # service -> Kubernetes name
     namespace: str
     instance: str  # app.kubernetes.io/instance: the project
@@ -105,36 +105,36 @@ class Layout:
     claims: list[Claim]  # the model caches
 
 
-def layout(stack: Plan) -> Layout:
+def layout(plan: Plan) -> Layout:
     from albert_deploy.render.files import render_config
 
-    settings = stack.kubernetes
-    names = kube_names(stack)
-    stack = _with_kube_urls(stack, names)
-    namespace = settings.namespace or _default_namespace(stack)
-    instance = _instance(stack)
-    config_text = render_config(stack)
-    ctx = _Ctx(stack, settings, names, instance, hashlib.sha256(config_text.encode()).hexdigest())
-    workloads = [_workload(s, ctx) for s in stack.services]
-    claims = [_cache_claim(s, ctx) for s in stack.services if s.role == "model"]
-    return Layout(stack, names, namespace, instance, config_text, workloads, claims)
+    settings = plan.kubernetes
+    names = kube_names(plan)
+    plan = _with_kube_urls(plan, names)
+    namespace = settings.namespace or _default_namespace(plan)
+    instance = _instance(plan)
+    config_text = render_config(plan)
+    ctx = _Ctx(plan, settings, names, instance, hashlib.sha256(config_text.encode()).hexdigest())
+    workloads = [_workload(s, ctx) for s in plan.services]
+    claims = [_cache_claim(s, ctx) for s in plan.services if s.role == "model"]
+    return Layout(plan, names, namespace, instance, config_text, workloads, claims)
 
 
 # --- Names and labels ------------------------------------------------------------------------------
 
 
-def kube_names(stack: Plan) -> dict[str, str]:
+def kube_names(plan: Plan) -> dict[str, str]:
     """Service name -> Kubernetes name (a Service needs an RFC 1035 label: no '.', '_' or leading digit)."""
     names: dict[str, str] = {}
     owners: dict[str, str] = {}
-    for s in stack.services:
+    for s in plan.services:
         name = s.name
         if not _SERVICE_NAME.match(name):
             name = re.sub(r"[^a-z0-9-]+", "-", name).strip("-")
             name = (name if name[:1].isalpha() else "m-" + name)[:63].rstrip("-")
         if name in owners:
             raise ProfileError(
-                f"{stack.source}: '{owners[name]}' and '{s.name}' would both be the Kubernetes Service "
+                f"{plan.source}: '{owners[name]}' and '{s.name}' would both be the Kubernetes Service "
                 f"'{name}': give the model another `name`"
             )
         owners[name] = s.name
@@ -142,37 +142,37 @@ def kube_names(stack: Plan) -> dict[str, str]:
     return names
 
 
-def _with_kube_urls(stack: Plan, names: dict[str, str]) -> Plan:
+def _with_kube_urls(plan: Plan, names: dict[str, str]) -> Plan:
     """The API reaches a model server by its Service name: rewrite the URLs of renamed servers."""
     renamed = {old: new for old, new in names.items() if old != new}
     if not renamed:
-        return stack
+        return plan
     endpoints = tuple(
         replace(e, url=e.url.replace(f"http://{e.name}:", f"http://{renamed[e.name]}:", 1))
         if e.hosted and e.name in renamed else e
-        for e in stack.endpoints
+        for e in plan.endpoints
     )  # fmt: skip
-    context = MODULES[stack.release.version].config_context(list(endpoints), stack.vector_store)
-    return replace(stack, endpoints=endpoints, config={**stack.config, **context})
+    context = MODULES[plan.release.version].config_context(list(endpoints), plan.vector_store)
+    return replace(plan, endpoints=endpoints, config={**plan.config, **context})
 
 
-def _default_namespace(stack: Plan) -> str:
-    namespace = stack.project.replace("_", "-")
+def _default_namespace(plan: Plan) -> str:
+    namespace = plan.project.replace("_", "-")
     if not _DNS_LABEL.match(namespace):
         raise ProfileError(
-            f"{stack.source}: project: '{stack.project}' cannot name a Kubernetes namespace "
+            f"{plan.source}: project: '{plan.project}' cannot name a Kubernetes namespace "
             "(it must end with a letter or digit): set kubernetes.namespace"
         )
     return namespace
 
 
-def _instance(stack: Plan) -> str:
-    if not _LABEL_VALUE.match(stack.project):
+def _instance(plan: Plan) -> str:
+    if not _LABEL_VALUE.match(plan.project):
         raise ProfileError(
-            f"{stack.source}: project: '{stack.project}' cannot be a Kubernetes label value "
+            f"{plan.source}: project: '{plan.project}' cannot be a Kubernetes label value "
             "(it must end with a letter or digit): rename it"
         )
-    return stack.project
+    return plan.project
 
 
 def labels(name: str, component: str, instance: str) -> dict[str, str]:
@@ -226,7 +226,7 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
         command=tuple(escape(a) for a in s.entrypoint or ()),
         # Each server owns its GPUs here: vLLM's default share of a GPU applies.
         args=tuple(escape(a) for a in (s.command if s.command_whole_gpus is None else s.command_whole_gpus)),
-        env=env_vars(_environment_of(s), ctx.stack),
+        env=env_vars(_environment_of(s), ctx.plan),
         port=(port_name, port),
         requests=requests,
         limits=limits,
@@ -328,10 +328,10 @@ def _cache_claim(s: Service, ctx: _Ctx) -> Claim:
 # --- Environment and secrets ------------------------------------------------------------------------
 
 
-def env_vars(environment: dict[str, Any], stack: Plan) -> tuple[EnvVar, ...]:
+def env_vars(environment: dict[str, Any], plan: Plan) -> tuple[EnvVar, ...]:
     """Secrets by secretKeyRef, first: a value that embeds one (``--requirepass ${REDIS_PASSWORD}``)
     reads it as ``$(REDIS_PASSWORD)``, which Kubernetes expands only from variables defined before."""
-    refs = [_from_secret(name, value, stack) for name, value in environment.items() if isinstance(value, Ref)]
+    refs = [_from_secret(name, value, plan) for name, value in environment.items() if isinstance(value, Ref)]
     literal = []
     for name, value in environment.items():
         if isinstance(value, Joined):
@@ -345,7 +345,7 @@ def env_vars(environment: dict[str, Any], stack: Plan) -> tuple[EnvVar, ...]:
                         f"internal error: {name} needs ${{{part.name}}}, which is set otherwise; please report it"
                     )
                 if all(e.name != part.name for e in refs):
-                    refs.append(_from_secret(part.name, part, stack))
+                    refs.append(_from_secret(part.name, part, plan))
                 text += f"$({part.name})"
             literal.append(EnvVar(name, value=text))
         elif isinstance(value, str):
@@ -353,10 +353,10 @@ def env_vars(environment: dict[str, Any], stack: Plan) -> tuple[EnvVar, ...]:
     return (*refs, *literal)
 
 
-def _from_secret(name: str, ref: Ref, stack: Plan) -> EnvVar:
-    if ref.name in stack.secrets:
+def _from_secret(name: str, ref: Ref, plan: Plan) -> EnvVar:
+    if ref.name in plan.secrets:
         return EnvVar(name, secret=GENERATED_SECRET, key=ref.name)
-    if ref.name in stack.operator_env and ref.default in (None, ""):
+    if ref.name in plan.operator_env and ref.default in (None, ""):
         # A variable with a default (HF_TOKEN) may be absent; an external model's key may not.
         return EnvVar(name, secret=OPERATOR_SECRET, key=ref.name, optional=ref.default is not None)
     raise RenderError(f"internal error: ${{{ref}}} has no place in a Kubernetes Secret; please report it")
@@ -388,7 +388,7 @@ def probes(check: HealthCheck) -> Probes:
 def _wait_container(api: Service, ctx: _Ctx) -> Container:
     targets: list[dict[str, Any]] = []
     env: list[EnvVar] = []
-    for s in ctx.stack.services:
+    for s in ctx.plan.services:
         if s.role == "api":
             continue
         name = ctx.names[s.name]
@@ -401,7 +401,7 @@ def _wait_container(api: Service, ctx: _Ctx) -> Container:
         key = s.environment.get(check.key_env or "")
         if isinstance(key, Ref):
             target["key"] = key.name
-            env.append(_from_secret(key.name, key, ctx.stack))
+            env.append(_from_secret(key.name, key, ctx.plan))
         targets.append(target)
     env.append(EnvVar("WAIT_FOR", value=escape(json.dumps(targets, ensure_ascii=False))))
     return Container(
