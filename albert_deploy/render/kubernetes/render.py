@@ -19,6 +19,7 @@ from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Joined, Ref
 from albert_deploy.render import envfile, output
 from albert_deploy.render.files import Rendered, to_yaml_scalar
+from albert_deploy.render.kubernetes.names import labels
 from albert_deploy.render.kubernetes.objects import (
     CONFIG_KEY,
     CONFIG_MAP,
@@ -26,7 +27,7 @@ from albert_deploy.render.kubernetes.objects import (
     OPERATOR_SECRET,
     STACK_NAME,
 )
-from albert_deploy.render.kubernetes.workloads import Layout, labels, layout
+from albert_deploy.render.kubernetes.workloads import Layout, layout
 from albert_deploy.resources import template_text
 
 NAMESPACE_FILE = "namespace.yaml"

@@ -4,30 +4,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from albert_deploy import catalog
-from albert_deploy.catalog import HealthCheck
-from albert_deploy.errors import ProfileError, RenderError
+from albert_deploy.errors import RenderError
 from albert_deploy.plan.build import Plan
-from albert_deploy.plan.releases import MODULES
-from albert_deploy.plan.spec import Joined, Ref, Service
+from albert_deploy.plan.spec import Ref, Service
 from albert_deploy.profile.kubernetes import Kubernetes, Toleration
+from albert_deploy.render.kubernetes.env import env_vars, from_secret, probes
+from albert_deploy.render.kubernetes.names import (
+    default_namespace,
+    instance_label,
+    kube_names,
+    labels,
+    selector,
+    with_kube_urls,
+)
 from albert_deploy.render.kubernetes.objects import (
     CONFIG_KEY,
     CONFIG_MAP,
-    GENERATED_SECRET,
-    MANAGED_BY,
-    OPERATOR_SECRET,
     Claim,
     Container,
     EnvVar,
-    Probe,
-    Probes,
     Volume,
     VolumeMount,
     Workload,
@@ -53,11 +54,7 @@ REQUESTS: dict[str, dict[str, str]] = {
     "api": {"cpu": "500m", "memory": "1Gi"},
     "wait": {"cpu": "10m", "memory": "32Mi"},
 }
-READINESS_FAILURES = 3  # out of the Service after 30 s of failures; liveness restarts after `retries`
 
-_SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")  # RFC 1035 label, as Services require
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 # The API's init container: wait until every model server answers its health check and every
 # database accepts connections. A Service forwards only to ready pods, so a connection through it
 # means the pod's readiness probe (its health check) passes.
@@ -110,82 +107,14 @@ def layout(plan: Plan) -> Layout:
 
     settings = plan.kubernetes
     names = kube_names(plan)
-    plan = _with_kube_urls(plan, names)
-    namespace = settings.namespace or _default_namespace(plan)
-    instance = _instance(plan)
+    plan = with_kube_urls(plan, names)
+    namespace = settings.namespace or default_namespace(plan)
+    instance = instance_label(plan)
     config_text = render_config(plan)
     ctx = _Ctx(plan, settings, names, instance, hashlib.sha256(config_text.encode()).hexdigest())
     workloads = [_workload(s, ctx) for s in plan.services]
     claims = [_cache_claim(s, ctx) for s in plan.services if s.role == "model"]
     return Layout(plan, names, namespace, instance, config_text, workloads, claims)
-
-
-# --- Names and labels ------------------------------------------------------------------------------
-
-
-def kube_names(plan: Plan) -> dict[str, str]:
-    """Service name -> Kubernetes name (a Service needs an RFC 1035 label: no '.', '_' or leading digit)."""
-    names: dict[str, str] = {}
-    owners: dict[str, str] = {}
-    for s in plan.services:
-        name = s.name
-        if not _SERVICE_NAME.match(name):
-            name = re.sub(r"[^a-z0-9-]+", "-", name).strip("-")
-            name = (name if name[:1].isalpha() else "m-" + name)[:63].rstrip("-")
-        if name in owners:
-            raise ProfileError(
-                f"{plan.source}: '{owners[name]}' and '{s.name}' would both be the Kubernetes Service "
-                f"'{name}': give the model another `name`"
-            )
-        owners[name] = s.name
-        names[s.name] = name
-    return names
-
-
-def _with_kube_urls(plan: Plan, names: dict[str, str]) -> Plan:
-    """The API reaches a model server by its Service name: rewrite the URLs of renamed servers."""
-    renamed = {old: new for old, new in names.items() if old != new}
-    if not renamed:
-        return plan
-    endpoints = tuple(
-        replace(e, url=e.url.replace(f"http://{e.name}:", f"http://{renamed[e.name]}:", 1))
-        if e.hosted and e.name in renamed else e
-        for e in plan.endpoints
-    )  # fmt: skip
-    context = MODULES[plan.release.version].config_context(list(endpoints), plan.vector_store)
-    return replace(plan, endpoints=endpoints, config={**plan.config, **context})
-
-
-def _default_namespace(plan: Plan) -> str:
-    namespace = plan.project.replace("_", "-")
-    if not _DNS_LABEL.match(namespace):
-        raise ProfileError(
-            f"{plan.source}: project: '{plan.project}' cannot name a Kubernetes namespace "
-            "(it must end with a letter or digit): set kubernetes.namespace"
-        )
-    return namespace
-
-
-def _instance(plan: Plan) -> str:
-    if not _LABEL_VALUE.match(plan.project):
-        raise ProfileError(
-            f"{plan.source}: project: '{plan.project}' cannot be a Kubernetes label value "
-            "(it must end with a letter or digit): rename it"
-        )
-    return plan.project
-
-
-def labels(name: str, component: str, instance: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": name,
-        "app.kubernetes.io/instance": instance,
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-    }
-
-
-def _selector(name: str, instance: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": instance}
 
 
 # --- Services -> workloads ----------------------------------------------------------------------
@@ -235,7 +164,7 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
         run_as=_run_as(s),
     )
     settings = ctx.settings
-    selector = dict(settings.node_selector) | (dict(settings.gpu_node_selector) if gpus else {})
+    nodes = dict(settings.node_selector) | (dict(settings.gpu_node_selector) if gpus else {})
     tolerations = [*settings.tolerations, *(settings.gpu_tolerations if gpus else [])]
     # The API's Service listens on the profile's api.port, as compose publishes it; servers on their own.
     published = next((p for _, p, target in s.ports if target == port), port) if s.role == "api" else port
@@ -244,7 +173,7 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
         name=name,
         role=s.role,
         labels=labels(name, s.role, ctx.instance),
-        selector=_selector(name, ctx.instance),
+        selector=selector(name, ctx.instance),
         container=container,
         service_port=(port_name, published, port),
         gpus=gpus,
@@ -253,7 +182,7 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
         init_containers=(_wait_container(s, ctx),) if s.role == "api" else (),
         volumes=tuple(volumes),
         claim=claim,
-        node_selector=selector,
+        node_selector=nodes,
         tolerations=tuple(_toleration(t) for t in tolerations),
         fs_group=_fs_group(s),
         # A changed config rolls the API (a subPath mount never sees ConfigMap updates).
@@ -325,66 +254,6 @@ def _cache_claim(s: Service, ctx: _Ctx) -> Claim:
                  labels(name, s.role, ctx.instance))  # fmt: skip
 
 
-# --- Environment and secrets ------------------------------------------------------------------------
-
-
-def env_vars(environment: dict[str, Any], plan: Plan) -> tuple[EnvVar, ...]:
-    """Secrets by secretKeyRef, first: a value that embeds one (``--requirepass ${REDIS_PASSWORD}``)
-    reads it as ``$(REDIS_PASSWORD)``, which Kubernetes expands only from variables defined before."""
-    refs = [_from_secret(name, value, plan) for name, value in environment.items() if isinstance(value, Ref)]
-    literal = []
-    for name, value in environment.items():
-        if isinstance(value, Joined):
-            text = ""
-            for part in value.parts:
-                if isinstance(part, str):
-                    text += escape(part)
-                    continue
-                if environment.get(part.name, part) != part:
-                    raise RenderError(
-                        f"internal error: {name} needs ${{{part.name}}}, which is set otherwise; please report it"
-                    )
-                if all(e.name != part.name for e in refs):
-                    refs.append(_from_secret(part.name, part, plan))
-                text += f"$({part.name})"
-            literal.append(EnvVar(name, value=text))
-        elif isinstance(value, str):
-            literal.append(EnvVar(name, value=escape(value)))
-    return (*refs, *literal)
-
-
-def _from_secret(name: str, ref: Ref, plan: Plan) -> EnvVar:
-    if ref.name in plan.secrets:
-        return EnvVar(name, secret=GENERATED_SECRET, key=ref.name)
-    if ref.name in plan.operator_env and ref.default in (None, ""):
-        # A variable with a default (HF_TOKEN) may be absent; an external model's key may not.
-        return EnvVar(name, secret=OPERATOR_SECRET, key=ref.name, optional=ref.default is not None)
-    raise RenderError(f"internal error: ${{{ref}}} has no place in a Kubernetes Secret; please report it")
-
-
-# --- Probes and the API's wait --------------------------------------------------------------------
-
-
-def probes(check: HealthCheck) -> Probes:
-    """Startup allows the start period plus compose's retries; then readiness and liveness."""
-    http = check.http
-    if http is not None and http.key_env is None:
-        action: dict[str, Any] = {"http": (http.port, http.path)}
-    elif check.test[0] == "CMD-SHELL":
-        action = {"command": ("/bin/sh", "-c", escape(check.test[1]))}
-    elif check.test[0] == "CMD":
-        action = {"command": tuple(escape(a) for a in check.test[1:])}
-    else:
-        raise RenderError(f"internal error: health check {check.test[0]} has no probe; please report it")
-    period = check.interval_s
-    startup = math.ceil(check.start_period_s / period) + check.retries
-    return Probes(
-        startup=Probe(period, check.timeout_s, startup, **action),
-        readiness=Probe(period, check.timeout_s, READINESS_FAILURES, **action),
-        liveness=Probe(period, check.timeout_s, check.retries, **action),
-    )
-
-
 def _wait_container(api: Service, ctx: _Ctx) -> Container:
     targets: list[dict[str, Any]] = []
     env: list[EnvVar] = []
@@ -401,7 +270,7 @@ def _wait_container(api: Service, ctx: _Ctx) -> Container:
         key = s.environment.get(check.key_env or "")
         if isinstance(key, Ref):
             target["key"] = key.name
-            env.append(_from_secret(key.name, key, ctx.plan))
+            env.append(from_secret(key.name, key, ctx.plan))
         targets.append(target)
     env.append(EnvVar("WAIT_FOR", value=escape(json.dumps(targets, ensure_ascii=False))))
     return Container(
