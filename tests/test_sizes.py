@@ -51,3 +51,14 @@ def test_is_a_pydantic_field_type() -> None:
     assert Model.model_json_schema()["properties"]["memory"]["type"] == "integer"
     with pytest.raises(ValidationError, match="not a size"):
         Model.model_validate({"memory": "lots"})
+
+
+@pytest.mark.parametrize(
+    ("bind", "host"),
+    [("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"), ("[::]", "127.0.0.1"), ("", "127.0.0.1"),
+     ("127.0.0.1", "127.0.0.1"), ("10.0.0.5", "10.0.0.5"), ("::1", "[::1]"), ("[fd00::2]", "[fd00::2]")],
+)  # fmt: skip
+def test_a_bind_to_every_interface_is_reached_through_loopback(bind: str, host: str) -> None:
+    from albert_deploy.plan.spec import reachable_host
+
+    assert reachable_host(bind) == host

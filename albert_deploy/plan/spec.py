@@ -101,9 +101,12 @@ class GpuStartOrder:
 
 
 def reachable_host(host: str) -> str:
-    """The address a client on this host uses for a port bound to ``host``: a bind to every
-    interface (0.0.0.0, ::) is reached through loopback."""
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "") else host
+    """The host part of a URL that reaches, from this host, a port bound to ``host``: a bind to
+    every interface (0.0.0.0, ::) is reached through loopback; an IPv6 address is bracketed."""
+    bare = host.strip("[]")
+    if bare in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{bare}]" if ":" in bare else bare
 
 
 @dataclass(frozen=True)
