@@ -18,21 +18,13 @@ from albert_deploy.commands import load
 from albert_deploy.errors import BundleError, LockError
 from albert_deploy.profile import lock as lockfile
 from albert_deploy.render.files import render_plan
-from tests.helpers import FULL, fixed_env
+from tests.helpers import FULL, fixed_env, standins_profile
 
 DIGEST = "sha256:" + "ab" * 32
 
 
-def _profile(tmp_path: Path, **changes: object) -> Path:
-    data = yaml.safe_load(FULL.read_text())
-    data.update(changes)
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def test_the_lock_pins_images_and_render_writes_the_digest(tmp_path: Path) -> None:
-    profile = _profile(tmp_path)
+    profile = standins_profile(tmp_path)
     assert lockfile.lock_path(str(profile)) == tmp_path / "site.lock.json"
     assert lockfile.lock_path(None) == Path("default.lock.json")  # the embedded default: current directory
     entries = {
@@ -51,7 +43,7 @@ def test_the_lock_pins_images_and_render_writes_the_digest(tmp_path: Path) -> No
 
 
 def test_a_broken_lock_file_is_named_with_the_fix(tmp_path: Path) -> None:
-    profile = _profile(tmp_path)
+    profile = standins_profile(tmp_path)
     (tmp_path / "site.lock.json").write_text("{not json")
     result = CliRunner().invoke(cli, ["render", str(profile), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1
@@ -76,9 +68,9 @@ def test_each_server_gets_the_cache_layout_it_reads() -> None:
 
 
 def test_the_downloader_image_is_a_profile_key(tmp_path: Path) -> None:
-    plan = load(str(_profile(tmp_path, images={"downloader": "mirror.local/vllm:1"})))
+    plan = load(str(standins_profile(tmp_path, images={"downloader": "mirror.local/vllm:1"})))
     assert plan.downloader_image == "mirror.local/vllm:1"
-    wrong = CliRunner().invoke(cli, ["validate", str(_profile(tmp_path, images={"downloadr": "x"}))])
+    wrong = CliRunner().invoke(cli, ["validate", str(standins_profile(tmp_path, images={"downloadr": "x"}))])
     assert wrong.exit_code == 1 and "downloader" in wrong.stderr
 
 
@@ -172,7 +164,7 @@ def test_the_lock_hands_its_ids_to_the_stack_and_the_container_runs_by_id(tmp_pa
     from albert_deploy.converge import containers
     from albert_deploy.converge.apply import prepare
 
-    profile = _profile(tmp_path)
+    profile = standins_profile(tmp_path)
     image_id = "sha256:" + "11" * 32
     entries = {
         "albert-deploy-test/redis:1": {
@@ -194,7 +186,7 @@ def test_the_lock_hands_its_ids_to_the_stack_and_the_container_runs_by_id(tmp_pa
 
 
 def test_bundle_refuses_a_lock_without_image_ids(tmp_path: Path) -> None:
-    profile = _profile(tmp_path)
+    profile = standins_profile(tmp_path)
     entries = {"albert-deploy-test/redis:1": {"digest": DIGEST, "pinned": f"albert-deploy-test/redis@{DIGEST}",
                                               "id": None}}  # fmt: skip
     lockfile.write_lock(str(profile), str(profile), entries)
