@@ -51,6 +51,20 @@ class Size(int):
         """GB from a gigabyte up, MB below: ``1.25 GB``, ``12.3 MB``."""
         return self.gb(2) if self >= GB else f"{self / MB:.1f} MB"
 
+    def quantity(self) -> str:
+        """A Kubernetes quantity, in the largest binary unit that holds it exactly: ``8Gi``."""
+        for unit, factor in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+            if self and self % factor == 0:
+                return f"{self // factor}{unit}"
+        return str(int(self))
+
+    def docker(self) -> str:
+        """As Docker and compose write it (their ``g``, ``m``, ``k`` are binary): ``8gb``."""
+        for unit, factor in (("gb", 2**30), ("mb", 2**20), ("kb", 2**10)):
+            if self and self % factor == 0:
+                return f"{self // factor}{unit}"
+        return f"{int(self)}b"
+
     def __str__(self) -> str:
         return self.gb()
 

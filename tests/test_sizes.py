@@ -62,3 +62,9 @@ def test_a_bind_to_every_interface_is_reached_through_loopback(bind: str, host: 
     from albert_deploy.plan.spec import reachable_host
 
     assert reachable_host(bind) == host
+
+
+def test_formats_for_kubernetes_and_docker() -> None:
+    assert Size(8 * 2**30).quantity() == "8Gi" and Size(8 * 2**30).docker() == "8gb"
+    assert Size(1536 * 2**20).quantity() == "1536Mi" and Size(1536 * 2**20).docker() == "1536mb"
+    assert Size(3 * 2**10).quantity() == "3Ki" and Size(1000).quantity() == "1000" and Size(1000).docker() == "1000b"

@@ -9,8 +9,10 @@ from albert_deploy import catalog
 from albert_deploy.placement.place import ModelPlacement
 from albert_deploy.plan.spec import GpuAssignment, ModelCache, Mount, Ref, Service
 from albert_deploy.profile.model import HostedModel
+from albert_deploy.sizes import Size
 
 HF_TOKEN = Ref("HF_TOKEN", default="")
+VLLM_SHM = Size(8 * 2**30)  # tensor-parallel workers talk through /dev/shm
 
 
 def key_ref(model_name: str) -> Ref:
@@ -45,7 +47,8 @@ def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = Fal
         healthcheck=health,
         gpu=_gpu_for(server, placed),
         user=None,  # every image already runs as its own user
-        shm_size="8gb" if server.name == "vllm" else None,
+        shm_size=VLLM_SHM.docker() if server.name == "vllm" else None,
+        shm=VLLM_SHM if server.name == "vllm" else None,
         model=name,
         server=server.name,
         container_port=server.port,

@@ -11,6 +11,7 @@ from typing import Union
 
 from albert_deploy.catalog import HealthCheck
 from albert_deploy.placement.gpus import GpuAssignment, gpus_text
+from albert_deploy.sizes import Size
 
 __all__ = [
     "Endpoint", "GpuAssignment", "GpuStartOrder", "Joined", "ModelCache", "Mount", "Ref", "Service", "Value",
@@ -66,13 +67,14 @@ class Service:
     depends_on: tuple[str, ...] = ()  # started only once these are healthy
     gpu: GpuAssignment | None = None
     user: str | None = None
-    shm_size: str | None = None
+    shm_size: str | None = None  # `shm`, as Docker writes it
     model: str | None = None  # the profile model this server runs
     server: str | None = None  # model servers: vllm, tei or whisper
     container_port: int | None = None  # the port it listens on inside its container
     runs_on_cpu: bool = False  # a model server running its CPU build (TEI off GPU or on GPUs it has no build for)
     # A model server's command when it owns its GPUs (no share of a GPU to pass); None: `command`.
     command_whole_gpus: tuple[str, ...] | None = None
+    shm: Size | None = None  # size of /dev/shm
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,8 +139,8 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
             raise RenderError(
                 f"internal error: the kubernetes target cannot mount {m.volume} in {s.name}; please report it"
             )
-    if s.shm_size:
-        volumes.append(Volume("shm", memory=_shm_quantity(s.shm_size)))
+    if s.shm:
+        volumes.append(Volume("shm", memory=s.shm.quantity()))
         mounts.append(VolumeMount("shm", "/dev/shm"))
     requests: dict[str, Any] = dict(REQUESTS.get(_resource_key(s), REQUESTS["api"]))
     limits: dict[str, Any] = {}
@@ -229,15 +228,6 @@ def _run_as(s: Service) -> tuple[int, int | None] | None:
     if not uid.isdigit() or (gid and not gid.isdigit()):
         raise RenderError(f"internal error: user {s.user!r} of {s.name} is not numeric; please report it")
     return int(uid), int(gid) if gid else None
-
-
-def _shm_quantity(size: str) -> str:
-    # Docker reads 8gb, 8g and 8GB as 8 GiB.
-    match = re.fullmatch(r"(\d+)\s*([kmg]?)b?", size.strip().lower())
-    if not match:
-        raise RenderError(f"internal error: shm size {size!r} is not understood; please report it")
-    number, unit = match.groups()
-    return number + {"": "", "k": "Ki", "m": "Mi", "g": "Gi"}[unit]
 
 
 def _toleration(t: Toleration) -> dict[str, Any]:
