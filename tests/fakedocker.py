@@ -110,7 +110,7 @@ class FakeApi:
         return {"StatusCode": self.containers[container]["result"][0]}
 
     def logs(self, container: str) -> bytes:
-        return self.containers[container]["result"][1].encode()
+        return str(self.containers[container]["result"][1]).encode()
 
     def remove_container(self, container: str, force: bool = False) -> None:
         self.removed.append(container)

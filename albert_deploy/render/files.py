@@ -128,11 +128,8 @@ def render_config(plan: Plan) -> str:
     """The API config in the release's format, with ``${NAME}`` for secrets (every target mounts this text)."""
     # 0.1+ releases substitute ${NAME} themselves with no escape; 0.0.x go through string.Template.
     config_escape = _keep if plan.release.substitutes_env else _dollar
-    return (
-        _environment(config_escape)
-        .get_template(plan.release.template)
-        .render(version=__version__, source=plan.source, release=plan.release.version, **plan.config)
-    )
+    template = _environment(config_escape).get_template(plan.release.template)
+    return str(template.render(version=__version__, source=plan.source, release=plan.release.version, **plan.config))
 
 
 def existing_env(out_dir: Path) -> str | None:
