@@ -13,7 +13,7 @@ from albert_deploy.errors import PlacementError, ProfileError
 from albert_deploy.placement.place import Placement, place
 from albert_deploy.plan import databases, order, servers
 from albert_deploy.plan.releases import MODULES, Release
-from albert_deploy.plan.spec import Endpoint, GpuStartOrder, Joined, ModelCache, Ref, Service
+from albert_deploy.plan.spec import Endpoint, GpuStartOrder, Joined, ModelCache, Ref, Service, server_url
 from albert_deploy.profile.kubernetes import Kubernetes
 from albert_deploy.profile.model import ExternalModel, HostedModel, Profile
 
@@ -128,7 +128,8 @@ def _endpoint(model: HostedModel | ExternalModel) -> Endpoint:
         name=model.name or "",
         type=model.type or "",
         served_name=model.served_name,
-        url=f"http://{model.name}:{server.port}",
+        url=server_url(model.name or "", server.port),
+        port=server.port,
         key=servers.key_ref(model.name or ""),
         client=SERVER_CLIENT[server.name],
         hosted=True,

@@ -122,3 +122,13 @@ class Endpoint:
     key: Ref | None
     client: str  # 0.1+ client type: vllm, tei, openai or albert
     hosted: bool
+    port: int | None = None  # hosted: the server's port, so a target can name the host its own way
+
+    def at_host(self, host: str) -> str:
+        """A hosted endpoint's URL with another host name (e.g. its Kubernetes Service)."""
+        return server_url(host, self.port or 0)
+
+
+def server_url(host: str, port: int) -> str:
+    """A model server's root URL inside the deployment's network (without /v1)."""
+    return f"http://{host}:{port}"

@@ -40,7 +40,7 @@ def with_kube_urls(plan: Plan, names: dict[str, str]) -> Plan:
     if not renamed:
         return plan
     endpoints = tuple(
-        replace(e, url=e.url.replace(f"http://{e.name}:", f"http://{renamed[e.name]}:", 1))
+        replace(e, url=e.at_host(renamed[e.name]))
         if e.hosted and e.name in renamed else e
         for e in plan.endpoints
     )  # fmt: skip
