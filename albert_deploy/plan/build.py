@@ -83,7 +83,7 @@ def build_plan(
     all_refs = {r for s in services for r in _refs(s.environment)} | set(_refs(config))
     operator = sorted({r.name for r in all_refs if r.default is not None} | _external_keys(profile))
     secrets = sorted({r.name for r in all_refs} - set(operator))
-    images = {s.name: s.image for s in services}
+    by_name = {s.name: s for s in services}
     return Plan(
         project=profile.project,
         source=source,
@@ -96,7 +96,7 @@ def build_plan(
         operator_env=tuple(operator),
         placement=placement,
         offline=profile.offline,
-        caches=tuple(servers.model_cache(m, images[m.name or ""]) for m in profile.hosted),
+        caches=tuple(servers.model_cache(m, by_name[m.name or ""]) for m in profile.hosted),
         downloader_image=profile.images.get("downloader", catalog.DOWNLOADER_IMAGE),
         start_order=start_order,
         kubernetes=profile.kubernetes,

@@ -56,11 +56,13 @@ def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = Fal
     )
 
 
-def model_cache(model: HostedModel, image: str) -> ModelCache:
-    """Where the server reads the model's weights, for `pull`, `bundle` and the offline check."""
-    server = catalog.SERVERS[model.server or ""]
-    name = model.name or ""
-    return ModelCache(name, model.model, image, f"{name}-cache", server.cache_path, server.hub_cache, server.user or "")
+def model_cache(model: HostedModel, service: Service) -> ModelCache:
+    """Where ``service`` (the model's server, as it runs) reads the weights: for `pull`, `bundle` and
+    the offline check."""
+    server = catalog.SERVERS[service.server or ""]
+    (cache,) = service.mounts
+    return ModelCache(service.name, model.model, service.image, cache.volume, cache.target, server.hub_cache,
+                      server.user or "")  # fmt: skip
 
 
 def _runs_on_cpu(server: catalog.Server, placed: ModelPlacement) -> bool:
