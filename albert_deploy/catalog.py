@@ -22,15 +22,48 @@ GIB = 1024**3
 
 
 @dataclass(frozen=True)
+class HttpGet:
+    """A health check that is a plain HTTP GET inside the container (Kubernetes probes it as httpGet)."""
+
+    port: int
+    path: str
+    key_env: str | None = None  # the container's variable holding the bearer key the check sends
+
+
+@dataclass(frozen=True)
 class HealthCheck:
     """A compose-style health check. ``test`` holds literal text: ``$`` means the container's own
-    shell variable, and the renderer escapes it for compose."""
+    shell variable, and the renderer escapes it for compose. ``http``: the same check as typed
+    data, when it is a plain GET (built by ``curl_get``, ``urlopen_get`` or ``dev_tcp_get``)."""
 
     test: tuple[str, ...]
     start_period_s: int
     interval_s: int = 10
     timeout_s: int = 5
     retries: int = 5
+    http: HttpGet | None = None
+
+
+def curl_get(get: HttpGet, start_period_s: int) -> HealthCheck:
+    """For images with curl."""
+    header = f'-H "Authorization: Bearer ${get.key_env}" ' if get.key_env else ""
+    test = ("CMD-SHELL", f"curl -fsS -o /dev/null {header}http://localhost:{get.port}{get.path}")
+    return HealthCheck(test=test, start_period_s=start_period_s, http=get)
+
+
+def urlopen_get(get: HttpGet, start_period_s: int) -> HealthCheck:
+    """For images with python3 but no curl."""
+    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{get.port}{get.path}', timeout=4)"
+    return HealthCheck(test=("CMD", "python3", "-c", probe), start_period_s=start_period_s, http=get)
+
+
+def dev_tcp_get(get: HttpGet, start_period_s: int) -> HealthCheck:
+    """For images with bash but neither curl nor wget: HTTP over bash's /dev/tcp."""
+    probe = (
+        f"exec 3<>/dev/tcp/127.0.0.1/{get.port} && printf 'GET {get.path} HTTP/1.0\\r\\n\\r\\n' >&3 "
+        "&& head -n 1 <&3 | grep -q ' 200 '"
+    )
+    return HealthCheck(test=("CMD", "bash", "-c", probe), start_period_s=start_period_s, http=get)
 
 
 @dataclass(frozen=True)
@@ -48,11 +81,6 @@ class Server:
     bytes_per_param: dict[str, float] = field(default_factory=lambda: {"bf16": 2, "fp16": 2, "fp32": 4})
 
 
-def _curl(port: int, auth: bool = False) -> tuple[str, ...]:
-    header = '-H "Authorization: Bearer $API_KEY" ' if auth else ""
-    return ("CMD-SHELL", f"curl -fsS -o /dev/null {header}http://localhost:{port}/health")
-
-
 SERVERS: dict[str, Server] = {  # keys: ServerName
     "vllm": Server(
         name="vllm",
@@ -63,7 +91,7 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         hub_cache="/root/.cache/huggingface/hub",  # HF_HOME's default, hub/ under it
         api_key_env="VLLM_API_KEY",
         # /health stays open when an API key is set.
-        health=HealthCheck(test=_curl(8000), start_period_s=900),
+        health=curl_get(HttpGet(8000, "/health"), start_period_s=900),
         needs_gpu=True,
     ),
     "tei": Server(
@@ -74,7 +102,7 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         cache_path="/data",
         hub_cache="/data",  # the image sets HUGGINGFACE_HUB_CACHE=/data
         api_key_env="API_KEY",
-        health=HealthCheck(test=_curl(80), start_period_s=300),
+        health=curl_get(HttpGet(80, "/health"), start_period_s=300),
         needs_gpu=False,
     ),
     "whisper": Server(
@@ -87,7 +115,7 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         hub_cache="/home/whisper/.cache/huggingface/hub",
         api_key_env="API_KEY",
         # With API_KEY set, /health needs the bearer token too.
-        health=HealthCheck(test=_curl(8000, auth=True), start_period_s=600),
+        health=curl_get(HttpGet(8000, "/health", key_env="API_KEY"), start_period_s=600),
         needs_gpu=True,
         user="1100",
     ),
@@ -108,9 +136,14 @@ TEI_VARIANTS: dict[tuple[int, int], str] = {
 }
 
 
+def tei_runs_on_cpu(compute_capability: tuple[int, int] | None, on_gpu: bool) -> bool:
+    """TEI runs its CPU build off GPU, and on GPUs below compute capability 7.5 (it has no build for them)."""
+    return not on_gpu or (compute_capability is not None and compute_capability < (7, 5))
+
+
 def tei_tag(compute_capability: tuple[int, int] | None, on_gpu: bool) -> str:
-    """The TEI image tag for a GPU generation; the CPU build off GPU or below capability 7.5."""
-    if not on_gpu or (compute_capability is not None and compute_capability < (7, 5)):
+    """The TEI image tag for a GPU generation; the CPU build where ``tei_runs_on_cpu``."""
+    if tei_runs_on_cpu(compute_capability, on_gpu):
         return f"cpu-{TEI_VERSION}"
     if compute_capability is None:
         return TEI_VERSION  # the generic CUDA build

@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 invalid profile or any other error the user can fix, 2 
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from collections.abc import Callable
@@ -76,18 +77,28 @@ def schema() -> None:
     click.echo(json.dumps(commands.schema(), indent=2, sort_keys=True))
 
 
-@cli.command("plan-gpus")
+@cli.command()
 @PROFILE
 @JSON
-def plan_gpus(profile: str | None, as_json: bool) -> None:
+def placement(profile: str | None, as_json: bool) -> None:
     """Show which GPU each model gets, its memory budget and the derived server flags."""
     from albert_deploy import commands
 
-    result = run(lambda: commands.plan_gpus(profile))
-    emit(result, as_json, views.plan_gpus_text)
+    result = run(lambda: commands.placement(profile))
+    emit(result, as_json, views.placement_text)
 
 
-# --- apply: up, plan, down, status (ps), logs, check ---------------------------------------------
+def hidden_alias(command: click.Command, name: str) -> None:
+    """``name`` still runs ``command`` (its former name), without showing in the help."""
+    alias = copy.copy(command)
+    alias.hidden = True
+    cli.add_command(alias, name)
+
+
+hidden_alias(placement, "plan-gpus")
+
+
+# --- converge: up, diff, down, status (ps), logs, check ---------------------------------------------
 
 OUTPUT = click.option(
     "-o", "--output", default="deploy", show_default=True, type=click.Path(file_okay=False, path_type=Path),
@@ -106,7 +117,7 @@ NO_GPUS = click.option(
 @OUTPUT
 @click.option("-d", "--detach", is_flag=True,
               help="Return once every container is started (the API still waits for its dependencies).")  # fmt: skip
-@click.option("--dry-run", is_flag=True, help="Only say what would be done (same as `plan`).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be done (same as `diff`).")
 @NO_GPUS
 @click.option("--timeout", "timeouts", multiple=True, metavar="[SERVICE=]SECONDS",
               help="Seconds to wait for services to turn healthy "
@@ -124,7 +135,7 @@ def up(
     reporter = EventLines(sys.stderr) if as_json else reporter_for(sys.stdout)
     result = run(lambda: commands.up(profile, output, no_gpus=no_gpus, timeouts=timeouts, detach=detach,
                                      dry_run=dry_run, reporter=reporter))  # fmt: skip
-    emit(result, as_json, views.plan_text if dry_run else views.up_text)
+    emit(result, as_json, views.diff_text if dry_run else views.up_text)
 
 
 @cli.command()
@@ -132,12 +143,15 @@ def up(
 @OUTPUT
 @NO_GPUS
 @JSON
-def plan(profile: str | None, output: Path, no_gpus: bool, as_json: bool) -> None:
+def diff(profile: str | None, output: Path, no_gpus: bool, as_json: bool) -> None:
     """Say per service what `up` would do (create, recreate and why, start, nothing), touching nothing."""
     from albert_deploy import commands
 
-    result = run(lambda: commands.plan(profile, output, no_gpus=no_gpus))
-    emit(result, as_json, views.plan_text)
+    result = run(lambda: commands.diff(profile, output, no_gpus=no_gpus))
+    emit(result, as_json, views.diff_text)
+
+
+hidden_alias(diff, "plan")
 
 
 @cli.command()

@@ -11,58 +11,55 @@ from typing import Any
 from albert_deploy.errors import LockError
 from albert_deploy.plan.build import Plan, build_plan
 from albert_deploy.plan.spec import gpus_text
+from albert_deploy.profile.load import DEFAULT_PROFILE, load_profile, profile_json_schema
 from albert_deploy.profile.lock import Lock, read_lock, write_lock
-from albert_deploy.profile.model import DEFAULT_PROFILE, Profile, load_profile, profile_json_schema
 from albert_deploy.render.files import existing_env, render_plan, write_rendered
 from albert_deploy.resources import default_profile_text
 
 
-def load(profile_path: str | None, pinned: bool = True) -> tuple[Profile, Plan]:
-    """The profile and its stack; with ``pinned``, images locked by ``albert-deploy lock`` run by digest."""
-    profile, stack, _ = _load_locked(profile_path, pinned)
-    return profile, stack
+def load(profile_path: str | None, pinned: bool = True) -> Plan:
+    """The plan of a profile; with ``pinned``, images locked by ``albert-deploy lock`` run by digest."""
+    return load_locked(profile_path, pinned)[0]
 
 
-def _load_locked(profile_path: str | None, pinned: bool = True) -> tuple[Profile, Plan, Lock | None]:
+def load_locked(profile_path: str | None, pinned: bool = True) -> tuple[Plan, Lock | None]:
     """``load``, and the lock file it read (None: no lock file, or not ``pinned``)."""
     profile = load_profile(profile_path)
     lock = read_lock(profile_path) if pinned else None
-    stack = build_plan(
-        profile, profile_path or DEFAULT_PROFILE, lock.pins if lock else None, lock.ids if lock else None
-    )
-    return profile, stack, lock
+    plan = build_plan(profile, profile_path or DEFAULT_PROFILE, lock.pins if lock else None, lock.ids if lock else None)
+    return plan, lock
 
 
 def validate(profile_path: str | None) -> dict[str, Any]:
-    _, stack = load(profile_path)
-    return _summary(stack)
+    return _summary(load(profile_path))
 
 
 def render(profile_path: str | None, out_dir: Path, target: str = "compose") -> dict[str, Any]:
-    profile, stack = load(profile_path)
+    plan = load(profile_path)
     if target == "kubernetes":
         from albert_deploy.render.kubernetes.render import render_into
 
-        return {**_summary(stack), "output": str(out_dir.resolve()), **render_into(profile, stack, out_dir)}
-    rendered = render_plan(stack, existing_env(out_dir))
+        return {**_summary(plan), "output": str(out_dir.resolve()), **render_into(plan, out_dir)}
+    rendered = render_plan(plan, existing_env(out_dir))
     change = write_rendered(rendered, out_dir)
-    return {**_summary(stack), "output": str(out_dir.resolve()), "files": sorted(rendered.files), "change": change}
+    return {**_summary(plan), "output": str(out_dir.resolve()), "files": sorted(rendered.files), "change": change}
 
 
-def plan_gpus(profile_path: str | None) -> dict[str, Any]:
+def placement(profile_path: str | None) -> dict[str, Any]:
+    """Which GPU each model gets, its memory budget and the derived server flags."""
     from albert_deploy.placement.place import format_placement, placement_report
     from albert_deploy.plan.build import place_models
 
     source = profile_path or DEFAULT_PROFILE
-    placement = place_models(load_profile(profile_path), source)
-    return {"profile": source, **placement_report(placement), "text": format_placement(placement)}
+    placed = place_models(load_profile(profile_path), source)
+    return {"profile": source, **placement_report(placed), "text": format_placement(placed)}
 
 
 def schema() -> dict[str, Any]:
     return profile_json_schema()
 
 
-# --- apply: up, plan, down, status, logs, check (the Docker side is imported lazily) -------------
+# --- converge: up, diff, down, status, logs, check (the Docker side is imported lazily) -------------
 
 
 def up(
@@ -79,28 +76,28 @@ def up(
     from albert_deploy.converge import apply
 
     if dry_run:
-        return plan(profile_path, out_dir, no_gpus=no_gpus)
-    profile, stack = load(profile_path)
-    applied = apply.prepare(stack, out_dir, write=True, no_gpus=no_gpus)
-    if profile.offline:  # refuse now rather than hang on a download inside a container
+        return diff(profile_path, out_dir, no_gpus=no_gpus)
+    plan = load(profile_path)
+    applied = apply.prepare(plan, out_dir, write=True, no_gpus=no_gpus)
+    if plan.offline:  # refuse now rather than hang on a download inside a container
         from albert_deploy.airgap import offline as airgap
 
-        airgap.offline_check(profile, applied)
+        airgap.refuse_missing_offline(plan, applied)
     return apply.up(applied, timeouts=timeouts, detach=detach, reporter=reporter)
 
 
-def plan(profile_path: str | None, out_dir: Path, *, no_gpus: bool = False) -> dict[str, Any]:
+def diff(profile_path: str | None, out_dir: Path, *, no_gpus: bool = False) -> dict[str, Any]:
     """Per service: create, recreate (why), start or nothing. Writes nothing, changes nothing."""
     from albert_deploy.converge import apply
-    from albert_deploy.plan.servers import start_order
 
-    _, stack = load(profile_path)
-    result = apply.diff(apply.prepare(stack, out_dir, write=False, no_gpus=no_gpus))
-    return {**result, "dry_run": True, "start_order": start_order(stack.services)}
+    plan = load(profile_path)
+    result = apply.diff(apply.prepare(plan, out_dir, write=False, no_gpus=no_gpus))
+    start_order = [{"gpu": o.gpu, "services": list(o.services)} for o in plan.start_order]
+    return {**result, "dry_run": True, "start_order": start_order}
 
 
 def _project_name(profile_path: str | None, project: str | None) -> str:
-    return project or load(profile_path)[1].project
+    return project or load(profile_path).project
 
 
 def down(profile_path: str | None, *, project: str | None = None, volumes: bool = False) -> dict[str, Any]:
@@ -117,14 +114,14 @@ def status(
 
     if project and profile_path is None:
         return apply.status(project, None)
-    _, stack, lock = _load_locked(profile_path)
+    plan, lock = load_locked(profile_path)
     locked = {}
-    for s in stack.services:  # the service's image is the lock's pinned reference, or a tag it left alone
+    for s in plan.services:  # the service's image is the lock's pinned reference, or a tag it left alone
         entry = next((e for i, e in (lock.entries.items() if lock else []) if s.image in (i, e.get("pinned"))), None)
         if entry:
             locked[s.name] = entry
-    applied = apply.prepare(stack, out_dir, write=False, no_gpus=no_gpus)
-    return apply.status(project or stack.project, applied, locked)
+    applied = apply.prepare(plan, out_dir, write=False, no_gpus=no_gpus)
+    return apply.status(project or plan.project, applied, locked)
 
 
 def logs(
@@ -139,8 +136,7 @@ def check(profile_path: str | None, out_dir: Path, *, timeout: float = 10.0) -> 
     """The contract test: each model's endpoint, on its server and through the API."""
     from albert_deploy.converge import apply
 
-    _, stack = load(profile_path)
-    return apply.check(apply.prepare(stack, out_dir, write=False), timeout)
+    return apply.check(apply.prepare(load(profile_path), out_dir, write=False), timeout)
 
 
 # --- air-gapped operations: pull, lock, bundle, load ---------------------------------------------
@@ -151,29 +147,27 @@ def pull(profile_path: str | None, out_dir: Path, reporter: Any = None) -> dict[
     from albert_deploy.airgap import offline as airgap
     from albert_deploy.converge import apply
 
-    profile, stack = load(profile_path)
-    return airgap.pull(profile, apply.prepare(stack, out_dir, write=False), reporter)
+    return airgap.pull(apply.prepare(load(profile_path), out_dir, write=False), reporter)
 
 
 def lock(profile_path: str | None) -> dict[str, Any]:
     """Resolve every image of the profile (as written, not as locked) to its digest; write the lock file."""
     from albert_deploy.airgap import offline as airgap
 
-    _, stack = load(profile_path, pinned=False)
-    entries = airgap.lock_entries([s.image for s in stack.services])
-    path = write_lock(profile_path, stack.source, entries)
+    plan = load(profile_path, pinned=False)
+    entries = airgap.lock_entries([s.image for s in plan.services])
+    path = write_lock(profile_path, plan.source, entries)
     return {"lock": str(path), "images": [{"image": image, **entry} for image, entry in sorted(entries.items())]}
 
 
 def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
     """One archive: the images, the model caches, the rendered files (without .env), the profile and its lock."""
     from albert_deploy.airgap import bundle as archive
-    from albert_deploy.airgap import modelcache
     from albert_deploy.converge import engine
 
-    profile, stack, locked = _load_locked(profile_path)
+    plan, locked = load_locked(profile_path)
     # compose.yml and config.yml hold ${NAME} references only: they do not depend on this host's .env.
-    rendered = render_plan(stack)
+    rendered = render_plan(plan)
     files = {f"rendered/{name}": rendered.files[name].encode() for name in archive.RENDERED}
     if profile_path is None:
         files["profile/default.yaml"] = default_profile_text().encode()
@@ -187,23 +181,23 @@ def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
                 "`albert-deploy lock` again"
             )
         files[f"profile/{Path(locked.path).name}"] = Path(locked.path).read_bytes()
-    images = sorted({s.image for s in stack.services})
-    return archive.write_bundle(engine.connect(), stack.project, images, modelcache.jobs(profile, stack), files, target)
+    images = sorted({s.image for s in plan.services})
+    return archive.write_bundle(engine.connect(), plan.project, images, list(plan.caches), files, target)
 
 
 def load_bundle(path: Path, out_dir: Path, profile_dir: Path) -> dict[str, Any]:
     """Verify every member of the bundle, then restore its images, volumes and files."""
-    from albert_deploy.airgap import bundle as archive
+    from albert_deploy.airgap import unbundle
     from albert_deploy.converge import engine
 
-    return archive.load_bundle(engine.connect, path, out_dir, profile_dir)
+    return unbundle.load_bundle(engine.connect, path, out_dir, profile_dir)
 
 
-def _summary(stack: Plan) -> dict[str, Any]:
+def _summary(plan: Plan) -> dict[str, Any]:
     return {
-        "profile": stack.source,
-        "project": stack.project,
-        "release": stack.release.version,
+        "profile": plan.source,
+        "project": plan.project,
+        "release": plan.release.version,
         "services": [
             {
                 "service": s.name,
@@ -211,11 +205,11 @@ def _summary(stack: Plan) -> dict[str, Any]:
                 "image": s.image,
                 "gpus": gpus_text(s.gpu),
             }
-            for s in stack.services
+            for s in plan.services
         ],
         "models": [
             {"name": e.name, "type": e.type, "served_name": e.served_name, "url": e.url, "hosted": e.hosted}
-            for e in stack.endpoints
+            for e in plan.endpoints
         ],
-        "operator_env": list(stack.operator_env),
+        "operator_env": list(plan.operator_env),
     }

@@ -1,19 +1,21 @@
 """Text views of the commands' results: what `albert-deploy` prints without --json.
 
 Each function takes the JSON-ready dict a ``commands`` function returns and gives the text for a
-terminal. Pure formatting, no imports beyond the standard library: ``cli`` imports it at start-up.
+terminal. Pure formatting, no imports beyond the standard library and ``sizes``: ``cli`` imports it at start-up.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from albert_deploy.sizes import Size
+
 
 def validate_text(result: dict[str, Any]) -> str:
     return f"{result['profile']}: valid ({len(result['models'])} models, Albert API {result['release']})"
 
 
-def plan_gpus_text(result: dict[str, Any]) -> str:
+def placement_text(result: dict[str, Any]) -> str:
     return str(result["text"])
 
 
@@ -22,7 +24,7 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
-def plan_text(result: dict[str, Any]) -> str:
+def diff_text(result: dict[str, Any]) -> str:
     rows = [["SERVICE", "ACTION", "WHY"]] + [[a["service"], a["action"], a["reason"]] for a in result["actions"]]
     verdict = f"{result['changes']} change(s)" if result["changes"] else "nothing to do: the stack matches the profile"
     order = [f"  GPU {o['gpu']}: " + " -> ".join(o["services"]) for o in result.get("start_order", [])]
@@ -60,7 +62,7 @@ def status_text(result: dict[str, Any]) -> str:
               s["drift"]] for s in result["services"]]  # fmt: skip
     lines = [f"Project {result['project']}", *_table(rows)]
     if result["drift"]:
-        lines.append("The stack differs from the profile: `albert-deploy plan` says what `up` would change.")
+        lines.append("The stack differs from the profile: `albert-deploy diff` says what `up` would change.")
     if result.get("lock_mismatch"):
         lines.append("A container runs an image other than the lock file's: `albert-deploy up` recreates it.")
     if any(s["started_by"] == "docker compose" for s in result["services"]):
@@ -119,14 +121,10 @@ def lock_text(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _size(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
-
-
 def bundle_text(result: dict[str, Any]) -> str:
-    return "\n".join([f"Wrote {result['bundle']} ({_size(result['size'])}, {result['seconds']} s): "
+    return "\n".join([f"Wrote {result['bundle']} ({Size(result['size']).human()}, {result['seconds']} s): "
                       f"{len(result['images'])} image(s), {len(result['volumes'])} model cache(s)",
-                      *(f"  {n}  {_size(m['size'])}  sha256 {m['sha256'][:16]}" for n, m in result["members"].items()),
+                      *(f"  {n}  {Size(m['size']).human()}  sha256 {m['sha256'][:16]}" for n, m in result["members"].items()),
                       "On the offline host: albert-deploy load FILE"])  # fmt: skip
 
 

@@ -99,7 +99,7 @@ class Deployment:
         if command == "logs":  # logs SERVICE [PROFILE]
             command, rest = f"logs {rest[0]}", rest[1:]
         with_profile = [*command.split(), str(self.profile)]
-        if command in ("up", "plan", "status", "check"):
+        if command in ("up", "diff", "status", "check"):
             with_profile += ["-o", str(self.out)]
         return CliRunner().invoke(cli, [*with_profile, *rest], catch_exceptions=False)
 
@@ -129,3 +129,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def standins_profile(tmp_path: Path, **changes: Any) -> Path:
+    """tests/profiles/standins.yaml with top-level keys changed, written as tmp_path/site.yaml."""
+    data = yaml.safe_load(FULL.read_text())
+    data.update(changes)
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

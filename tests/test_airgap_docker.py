@@ -415,12 +415,12 @@ def test_servers_sharing_a_gpu_start_one_after_another(deploy: Callable[..., Dep
         d.model(name).update(gpus=gpus, env={"STANDIN_START_DELAY": "1"})
     d.edit()
 
-    planned = d.cli("plan", "--no-gpus", "--json")
+    planned = d.cli("diff", "--no-gpus", "--json")
     assert planned.exit_code == 0, planned.output
     order = {o["gpu"]: o["services"] for o in json.loads(planned.stdout)["start_order"]}
     assert order["1"] == ["multilingual-e5-large"] and len(order["0"]) == 3
     assert order["0"][0] == "guillaumetell-7b"  # the largest budget first
-    text = d.cli("plan", "--no-gpus").stdout
+    text = d.cli("diff", "--no-gpus").stdout
     assert "GPU 0: " + " -> ".join(order["0"]) in text
 
     d.up("--no-gpus")

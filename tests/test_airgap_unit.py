@@ -12,28 +12,19 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from albert_deploy.airgap import bundle, modelcache
+from albert_deploy.airgap import bundle, modelcache, unbundle
 from albert_deploy.cli import cli
 from albert_deploy.commands import load
 from albert_deploy.errors import BundleError, LockError
-from albert_deploy.plan.servers import start_order
 from albert_deploy.profile import lock as lockfile
 from albert_deploy.render.files import render_plan
-from tests.helpers import FULL, fixed_env
+from tests.helpers import FULL, fixed_env, standins_profile
 
 DIGEST = "sha256:" + "ab" * 32
 
 
-def _profile(tmp_path: Path, **changes: object) -> Path:
-    data = yaml.safe_load(FULL.read_text())
-    data.update(changes)
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def test_the_lock_pins_images_and_render_writes_the_digest(tmp_path: Path) -> None:
-    profile = _profile(tmp_path)
+    profile = standins_profile(tmp_path)
     assert lockfile.lock_path(str(profile)) == tmp_path / "site.lock.json"
     assert lockfile.lock_path(None) == Path("default.lock.json")  # the embedded default: current directory
     entries = {
@@ -41,18 +32,18 @@ def test_the_lock_pins_images_and_render_writes_the_digest(tmp_path: Path) -> No
         "albert-deploy-test/qdrant:1": {"digest": None, "pinned": None, "id": "sha256:1", "local_only": True},
     }
     lockfile.write_lock(str(profile), str(profile), entries)
-    _, stack = load(str(profile))
-    images = {s.name: s.image for s in stack.services}
+    plan = load(str(profile))
+    images = {s.name: s.image for s in plan.services}
     assert images["redis"] == f"albert-deploy-test/redis@{DIGEST}"
     assert images["qdrant"] == "albert-deploy-test/qdrant:1"  # local only: left as it is
-    compose = render_plan(stack, fixed_env(stack.secrets)).files["compose.yml"]
+    compose = render_plan(plan, fixed_env(plan.secrets)).files["compose.yml"]
     assert f'image: "albert-deploy-test/redis@{DIGEST}"' in compose
     # `lock` itself resolves the profile's own images, not the pinned ones.
-    assert {s.image for s in load(str(profile), pinned=False)[1].services} >= {"albert-deploy-test/redis:1"}
+    assert {s.image for s in load(str(profile), pinned=False).services} >= {"albert-deploy-test/redis:1"}
 
 
 def test_a_broken_lock_file_is_named_with_the_fix(tmp_path: Path) -> None:
-    profile = _profile(tmp_path)
+    profile = standins_profile(tmp_path)
     (tmp_path / "site.lock.json").write_text("{not json")
     result = CliRunner().invoke(cli, ["render", str(profile), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1
@@ -62,8 +53,8 @@ def test_a_broken_lock_file_is_named_with_the_fix(tmp_path: Path) -> None:
 
 
 def test_each_server_gets_the_cache_layout_it_reads() -> None:
-    profile, stack = load(None)
-    jobs = {j.model_id: j for j in modelcache.jobs(profile, stack)}
+    plan = load(None)
+    jobs = {j.model_id: j for j in plan.caches}
     vllm, tei = jobs["AgentPublic/guillaumetell-7b"], jobs["intfloat/multilingual-e5-large"]
     whisper = jobs["openai/whisper-large-v3-turbo"]
     assert (vllm.mount, vllm.hub_cache, vllm.user) == ("/root/.cache/huggingface", "/root/.cache/huggingface/hub", "")
@@ -73,13 +64,13 @@ def test_each_server_gets_the_cache_layout_it_reads() -> None:
     assert vllm.volume == "guillaumetell-7b-cache"
     # The token is never an argument: only the model, the directories and the owner are.
     assert "HF_TOKEN" not in modelcache.DOWNLOAD_SCRIPT.split("snapshot_download(")[1].split(")")[0]
-    assert modelcache.downloader_image(profile) == "vllm/vllm-openai:v0.11.0"
+    assert plan.downloader_image == "vllm/vllm-openai:v0.11.0"
 
 
 def test_the_downloader_image_is_a_profile_key(tmp_path: Path) -> None:
-    profile, _ = load(str(_profile(tmp_path, images={"downloader": "mirror.local/vllm:1"})))
-    assert modelcache.downloader_image(profile) == "mirror.local/vllm:1"
-    wrong = CliRunner().invoke(cli, ["validate", str(_profile(tmp_path, images={"downloadr": "x"}))])
+    plan = load(str(standins_profile(tmp_path, images={"downloader": "mirror.local/vllm:1"})))
+    assert plan.downloader_image == "mirror.local/vllm:1"
+    wrong = CliRunner().invoke(cli, ["validate", str(standins_profile(tmp_path, images={"downloadr": "x"}))])
     assert wrong.exit_code == 1 and "downloader" in wrong.stderr
 
 
@@ -90,11 +81,11 @@ def test_start_order_per_gpu_follows_the_depends_on_chain(tmp_path: Path) -> Non
         m["gpus"] = [1] if "e5" in m["model"] else [0]
     path = tmp_path / "two.yaml"
     path.write_text(yaml.safe_dump(data))
-    _, stack = load(str(path))
-    order = {o["gpu"]: o["services"] for o in start_order(stack.services)}
+    plan = load(str(path))
+    order = {o.gpu: list(o.services) for o in plan.start_order}
     assert order["1"] == ["multilingual-e5-large"]
     first, second, third = order["0"]
-    deps = {s.name: s.depends_on for s in stack.services}
+    deps = {s.name: s.depends_on for s in plan.services}
     assert first == "guillaumetell-7b" and deps[second] == (first,) and deps[third] == (second,)
     assert deps["multilingual-e5-large"] == ()
 
@@ -116,20 +107,20 @@ def _archive(tmp_path: Path, members: dict[str, bytes], listed: dict[str, bytes]
 
 def test_verify_names_the_bad_member_before_anything_loads(tmp_path: Path) -> None:
     good = {"images.tar": b"layers", "rendered/compose.yml": b"services: {}\n"}
-    assert bundle.verify(_archive(tmp_path, good))["project"] == "p"
+    assert unbundle.verify(_archive(tmp_path, good))["project"] == "p"
     with pytest.raises(BundleError, match=r"member rendered/compose\.yml is corrupted"):
-        bundle.verify(_archive(tmp_path, {**good, "rendered/compose.yml": b"services: {x}\n"}, good))
+        unbundle.verify(_archive(tmp_path, {**good, "rendered/compose.yml": b"services: {x}\n"}, good))
     with pytest.raises(BundleError, match=r"member images\.tar is missing"):
-        bundle.verify(_archive(tmp_path, {"rendered/compose.yml": good["rendered/compose.yml"]}, good))
+        unbundle.verify(_archive(tmp_path, {"rendered/compose.yml": good["rendered/compose.yml"]}, good))
     with pytest.raises(BundleError, match="member extra is not in the manifest"):
-        bundle.verify(_archive(tmp_path, {**good, "extra": b"x"}, good))
+        unbundle.verify(_archive(tmp_path, {**good, "extra": b"x"}, good))
 
     def never() -> None:
         raise AssertionError("a corrupted bundle must not reach the daemon")
 
     corrupted = _archive(tmp_path, {**good, "images.tar": b"LAYERS"}, good)
     with pytest.raises(BundleError, match=r"images\.tar is corrupted"):
-        bundle.load_bundle(never, corrupted, tmp_path / "out", tmp_path)
+        unbundle.load_bundle(never, corrupted, tmp_path / "out", tmp_path)
     assert not (tmp_path / "out").exists()
     (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
     result = CliRunner().invoke(cli, ["load", str(tmp_path / "junk.tar")])
@@ -173,7 +164,7 @@ def test_the_lock_hands_its_ids_to_the_stack_and_the_container_runs_by_id(tmp_pa
     from albert_deploy.converge import containers
     from albert_deploy.converge.apply import prepare
 
-    profile = _profile(tmp_path)
+    profile = standins_profile(tmp_path)
     image_id = "sha256:" + "11" * 32
     entries = {
         "albert-deploy-test/redis:1": {
@@ -184,9 +175,9 @@ def test_the_lock_hands_its_ids_to_the_stack_and_the_container_runs_by_id(tmp_pa
         "albert-deploy-test/qdrant:1": {"digest": None, "pinned": None, "id": "sha256:1", "local_only": True},
     }
     lockfile.write_lock(str(profile), str(profile), entries)
-    _, stack = load(str(profile))
-    assert stack.locked_ids == {f"albert-deploy-test/redis@{DIGEST}": image_id}
-    project = prepare(stack, tmp_path / "out", write=False).project
+    plan = load(str(profile))
+    assert plan.locked_ids == {f"albert-deploy-test/redis@{DIGEST}": image_id}
+    project = prepare(plan, tmp_path / "out", write=False).project
     request = containers.create_request(project, "redis", {}, image_id)
     assert request["image"] == image_id
     assert containers.create_request(project, "redis", {})["image"] == f"albert-deploy-test/redis@{DIGEST}"
@@ -195,7 +186,7 @@ def test_the_lock_hands_its_ids_to_the_stack_and_the_container_runs_by_id(tmp_pa
 
 
 def test_bundle_refuses_a_lock_without_image_ids(tmp_path: Path) -> None:
-    profile = _profile(tmp_path)
+    profile = standins_profile(tmp_path)
     entries = {"albert-deploy-test/redis:1": {"digest": DIGEST, "pinned": f"albert-deploy-test/redis@{DIGEST}",
                                               "id": None}}  # fmt: skip
     lockfile.write_lock(str(profile), str(profile), entries)

@@ -99,7 +99,7 @@ def _ours(project: desired.Project, service: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("profile", ALL_PROFILES, ids=lambda p: p.stem)
 def test_up_sends_what_docker_compose_reads(profile: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _, plan = load(str(profile))
+    plan = load(str(profile))
     env_text = _operator_env(plan.secrets)
     rendered = render_plan(plan, env_text)
     assert "export " in rendered.files[".env"] and "'single$quoted" in rendered.files[".env"]

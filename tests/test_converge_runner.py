@@ -170,7 +170,7 @@ class FakeClient:
 
 
 def make_project(tmp_path: Path, profile: Path = SMALL, **env: str) -> tuple[desired.Project, FakeClient]:
-    _, plan = load(str(profile))
+    plan = load(str(profile))
     rendered = render_plan(plan, fixed_env(plan.secrets))
     values = {**parse_env(rendered.files[".env"]), **env}
     files = {k: v.encode() for k, v in rendered.files.items()}

@@ -99,7 +99,7 @@ def test_logs_and_exec(tmp_path: Path) -> None:
 
 
 def test_apply_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _, plan = load(str(SMALL))
+    plan = load(str(SMALL))
     (tmp_path / ".env").write_text(fixed_env(plan.secrets))
     applied = apply.prepare(plan, tmp_path, write=False)
     client = FakeClient(FakeApi(images={s.image: f"sha256:{s.name}" for s in plan.services}))

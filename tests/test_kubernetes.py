@@ -22,7 +22,7 @@ from albert_deploy import commands
 from albert_deploy.cli import cli
 from albert_deploy.errors import ProfileError, RenderError
 from albert_deploy.plan.build import build_plan
-from albert_deploy.profile.model import validate_profile
+from albert_deploy.profile.load import validate_profile
 from albert_deploy.render.files import render_plan
 from albert_deploy.render.kubernetes.objects import escape
 from albert_deploy.render.kubernetes.render import SECRET_FILE, previous_secrets, render_kubernetes
@@ -37,16 +37,16 @@ KUBERNETES_VERSIONS = ("1.37", "1.35")
 kv_utils.schema_contents = functools.cache(kv_utils.schema_contents)
 
 
-def fixed_secrets(stack: Any) -> dict[str, str]:
-    return {name: f"test-{name.lower().replace('_', '-')}-0123456789" for name in stack.secrets}
+def fixed_secrets(plan: Any) -> dict[str, str]:
+    return {name: f"test-{name.lower().replace('_', '-')}-0123456789" for name in plan.secrets}
 
 
 def render(data: dict[str, Any] | None = None, profile: Path | None = None) -> tuple[Any, Any, dict[str, str]]:
     if data is None:
         data = yaml.safe_load((profile or REPO / "profiles" / "default.yaml").read_text())
     p = validate_profile(data, "test.yaml")
-    stack = build_plan(p, "test.yaml")
-    return p, stack, render_kubernetes(p, stack, fixed_secrets(stack)).files
+    plan = build_plan(p, "test.yaml")
+    return p, plan, render_kubernetes(plan, fixed_secrets(plan)).files
 
 
 @functools.cache
@@ -107,7 +107,7 @@ def profile_variants() -> list[tuple[Path, dict[str, Any]]]:
 def test_every_shipped_profile_validates_against_the_kubernetes_schemas(profile: Path, api: dict[str, str]) -> None:
     data = yaml.safe_load(profile.read_text())
     data.setdefault("api", {}).update(api)
-    _, stack, files = render(data)
+    _, plan, files = render(data)
     docs = documents(files)
     assert {d["kind"] for d in docs} >= {"Namespace", "Secret", "ConfigMap", "Deployment", "StatefulSet", "Service"}
     for doc in docs:
@@ -123,12 +123,12 @@ def test_every_shipped_profile_validates_against_the_kubernetes_schemas(profile:
     for doc in docs:
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/managed-by"] == "albert-deploy"
-        assert labels["app.kubernetes.io/instance"] == stack.project
+        assert labels["app.kubernetes.io/instance"] == plan.project
         assert {"app.kubernetes.io/name", "app.kubernetes.io/component"} <= set(labels)
     # Model servers and the API: Deployment and Service; databases: StatefulSet with a claim; caches: PVCs.
     deployments, statefulsets = objects(files, "Deployment"), objects(files, "StatefulSet")
     services, claims = objects(files, "Service"), objects(files, "PersistentVolumeClaim")
-    for s in stack.services:
+    for s in plan.services:
         assert s.name in services
         if s.role == "database":
             assert statefulsets[s.name]["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]
@@ -160,9 +160,9 @@ def test_default_profile_matches_golden_files() -> None:
 
 
 def test_the_config_map_holds_the_compose_targets_config() -> None:
-    _, stack, files = render()
+    _, plan, files = render()
     config = objects(files, "ConfigMap")["api-config"]["data"]["config.yml"]
-    assert config == render_plan(stack).files["config.yml"]
+    assert config == render_plan(plan).files["config.yml"]
     api = container(files, "api")
     assert {"name": "config", "mountPath": "/config.yml", "subPath": "config.yml", "readOnly": True} in api[
         "volumeMounts"
@@ -197,7 +197,7 @@ def test_secrets_appear_only_in_the_secret_and_are_kept(tmp_path: Path) -> None:
 
 
 def test_every_secret_is_injected_from_a_secret_key() -> None:
-    _, stack, files = render(profile=REPO / "profiles" / "cpu-dev.yaml")
+    _, plan, files = render(profile=REPO / "profiles" / "cpu-dev.yaml")
     seen = {}
     for w in workloads(files).values():
         pod = w["spec"]["template"]["spec"]
@@ -208,7 +208,7 @@ def test_every_secret_is_injected_from_a_secret_key() -> None:
                     seen[ref["key"]] = (ref["name"], ref.get("optional", False))
                 else:
                     assert "${" not in e["value"], e
-    assert {k for k, (name, _) in seen.items() if name == "generated-secrets"} == set(stack.secrets)
+    assert {k for k, (name, _) in seen.items() if name == "generated-secrets"} == set(plan.secrets)
     # The operator's variables: HF_TOKEN may be absent, an external model's key may not.
     assert {k: v for k, v in seen.items() if v[0] == "operator-secrets"} == {
         "HF_TOKEN": ("operator-secrets", True),
@@ -218,8 +218,8 @@ def test_every_secret_is_injected_from_a_secret_key() -> None:
 
 def test_startup_probes_outlast_the_start_periods() -> None:
     for profile in PROFILES:
-        _, stack, files = render(profile=profile)
-        for s in stack.services:
+        _, plan, files = render(profile=profile)
+        for s in plan.services:
             loaded = container(files, s.name)
             assert s.healthcheck is not None
             startup = loaded["startupProbe"]
@@ -247,14 +247,14 @@ def test_gpu_requests_equal_limits_and_match_the_plan(profile: str) -> None:
         data = {"gpus": {"count": 2, "name": "NVIDIA L4"},
                 "models": [{"model": "AgentPublic/guillaumetell-7b", "gpus": 2, "max_model_len": 32768},
                            {"model": "intfloat/multilingual-e5-large", "gpus": "cpu"}]}  # fmt: skip
-        _, stack, files = render(data)
+        _, plan, files = render(data)
     else:
-        _, stack, files = render(profile=REPO / "profiles" / f"{profile}.yaml")
+        _, plan, files = render(profile=REPO / "profiles" / f"{profile}.yaml")
     gpu_pods = 0
-    for s in stack.services:
+    for s in plan.services:
         pod = workloads(files)[s.name]["spec"]["template"]["spec"]
         resources = pod["containers"][0]["resources"]
-        planned = stack.placement.models.get(s.model or "")
+        planned = plan.placement.models.get(s.model or "")
         want = len(s.gpu.device_ids) or s.gpu.count if s.gpu else None
         assert resources["requests"].get("nvidia.com/gpu") == want
         assert resources.get("limits", {}).get("nvidia.com/gpu") == want
@@ -299,13 +299,13 @@ def test_profile_settings_reach_the_manifests() -> None:
 
 
 def test_the_api_waits_for_its_models_and_databases() -> None:
-    _, stack, files = render()
+    _, plan, files = render()
     pod = workloads(files)["api"]["spec"]["template"]["spec"]
     (wait,) = pod["initContainers"]
     assert wait["image"] == container(files, "api")["image"]  # nothing more to pull
     env = {e["name"]: e for e in wait["env"]}
     targets = {t["name"]: t for t in yaml.safe_load(env["WAIT_FOR"]["value"])}
-    assert set(targets) == {s.name for s in stack.services if s.role != "api"}
+    assert set(targets) == {s.name for s in plan.services if s.role != "api"}
     assert targets["guillaumetell-7b"]["url"] == "http://guillaumetell-7b:8000/health"
     assert targets["redis"] == {"name": "redis", "host": "redis", "port": 6379}
     key = targets["whisper-large-v3-turbo"]["key"]
@@ -407,7 +407,7 @@ def test_bad_kubernetes_settings_are_refused_clearly(settings: dict[str, Any], m
 def test_render_stays_fast() -> None:
     import time
 
-    p, stack, _ = render()
+    _, plan, _ = render()
     start = time.perf_counter()
-    render_kubernetes(p, stack)
+    render_kubernetes(plan)
     assert time.perf_counter() - start < 0.5  # about 0.02 s here once the templates are compiled (0.06 s before)

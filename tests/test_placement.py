@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from albert_deploy.errors import PlacementError
+from albert_deploy.placement import inventory
 from albert_deploy.placement import place as pl
 from albert_deploy.placement.place import GIB, MIB, detect_gpus, format_placement, place, placement_report
 from albert_deploy.profile.model import Profile
@@ -368,7 +369,7 @@ def test_a_split_model_is_filled_up_to_its_tightest_gpu() -> None:
 
 def test_auto_inventory_detects(monkeypatch: pytest.MonkeyPatch) -> None:
     detected = pl.Gpu(index=0, uuid=UUID0, memory=81559 * MIB, name="NVIDIA H100 80GB HBM3", compute_capability=None)
-    monkeypatch.setattr(pl, "detect_gpus", lambda: [detected])
+    monkeypatch.setattr(inventory, "detect_gpus", lambda: [detected])
     plan = place(profile(gpus="auto"))
     assert devices(plan, "guillaumetell-7b") == (UUID0,)
 

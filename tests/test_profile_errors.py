@@ -174,10 +174,10 @@ def test_failed_render_leaves_previous_output_untouched(tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_plan_gpus_explains_what_cannot_fit(tmp_path: Path) -> None:
+def test_placement_explains_what_cannot_fit(tmp_path: Path) -> None:
     profile = tmp_path / "t4.yaml"
     profile.write_text("gpus: {count: 1, name: Tesla T4}\nmodels:\n  - model: AgentPublic/guillaumetell-7b\n" + E5)
-    for command in ("plan-gpus", "render", "validate"):
+    for command in ("placement", "render", "validate"):
         result = CliRunner().invoke(cli, [command, str(profile)])
         assert result.exit_code == 1, command
         assert result.stderr == (
@@ -187,10 +187,10 @@ def test_plan_gpus_explains_what_cannot_fit(tmp_path: Path) -> None:
         )
 
 
-def test_plan_gpus_json_for_the_default_profile() -> None:
+def test_placement_json_for_the_default_profile() -> None:
     import json
 
-    result = CliRunner().invoke(cli, ["plan-gpus", "--json"])
+    result = CliRunner().invoke(cli, ["placement", "--json"])
     assert result.exit_code == 0
     report = json.loads(result.stdout)
     (gpu,) = report["gpus"]

@@ -17,7 +17,7 @@ from albert_deploy.cli import cli
 from albert_deploy.errors import RenderError
 from albert_deploy.plan.build import build_plan
 from albert_deploy.plan.releases import MODULES, r0_0_3, r0_2_0
-from albert_deploy.profile.model import validate_profile
+from albert_deploy.profile.load import validate_profile
 from albert_deploy.render.envfile import parse_env
 from albert_deploy.render.files import render_plan
 
@@ -33,9 +33,9 @@ GOLDEN_FILES = {
 
 
 def render_with_fixed_secrets(out: Path, profile: str | None = None) -> None:
-    _, stack = commands.load(profile)
+    plan = commands.load(profile)
     out.mkdir(parents=True, exist_ok=True)
-    (out / ".env").write_text(fixed_env(stack.secrets))
+    (out / ".env").write_text(fixed_env(plan.secrets))
     commands.render(profile, out)
 
 
@@ -66,15 +66,15 @@ def profile_variants() -> list[tuple[Path, str, str]]:
 def test_every_profile_renders_for_every_release(profile: Path, release: str, store: str, tmp_path: Path) -> None:
     data = yaml.safe_load(profile.read_text())
     data.setdefault("api", {}).update(release=release, vector_store=store)
-    stack = build_plan(validate_profile(data, str(profile)), str(profile))
-    rendered = render_plan(stack)
+    plan = build_plan(validate_profile(data, str(profile)), str(profile))
+    rendered = render_plan(plan)
     for name, text in rendered.files.items():
         (tmp_path / name).write_text(text)
     result = subprocess.run([compose_binary(), "-f", str(tmp_path / "compose.yml"), "config", "--quiet"],
                             capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(rendered.files["config.yml"])
-    MODULES[release].check_config(config)
+    MODULES[release].validate_config(config)
     compose = compose_config(tmp_path)
     api = compose["services"]["api"]
     assert set(api["depends_on"]) == set(compose["services"]) - {"api"}
@@ -85,8 +85,8 @@ def test_every_profile_renders_for_every_release(profile: Path, release: str, st
 
 
 def test_release_formats_of_the_default_profile(tmp_path: Path) -> None:
-    _, stack = commands.load(None)
-    new = yaml.safe_load(render_plan(stack).files["config.yml"])
+    plan = commands.load(None)
+    new = yaml.safe_load(render_plan(plan).files["config.yml"])
     assert {m["id"]: m["clients"][0]["type"] for m in new["models"]} == {
         "guillaumetell-7b": "vllm", "multilingual-e5-large": "tei",
         "whisper-large-v3-turbo": "openai", "bge-reranker-v2-m3": "tei",
@@ -108,9 +108,9 @@ def test_release_formats_of_the_default_profile(tmp_path: Path) -> None:
 
 
 def test_served_names_equal_server_flags() -> None:
-    _, stack = commands.load(None)
-    by_name = {s.name: s for s in stack.services}
-    for endpoint in stack.endpoints:
+    plan = commands.load(None)
+    by_name = {s.name: s for s in plan.services}
+    for endpoint in plan.endpoints:
         command = by_name[endpoint.name].command
         flag = {"vllm": "--served-model-name", "tei": "--model-id", "openai": "--model"}[endpoint.client]
         assert command[command.index(flag) + 1] == endpoint.served_name
@@ -121,7 +121,7 @@ def test_served_names_equal_server_flags() -> None:
     [(r0_2_0, "0.2.0-qdrant.yml"), (r0_2_0, "0.2.0-elasticsearch.yml"), (r0_0_3, "0.0.3.yml")],
 )
 def test_release_checks_accept_the_reference_samples(module: object, sample: str) -> None:
-    module.check_config(yaml.safe_load((SAMPLES / sample).read_text()))  # type: ignore[attr-defined]
+    module.validate_config(yaml.safe_load((SAMPLES / sample).read_text()))  # type: ignore[attr-defined]
 
 
 BROKEN_020 = {
@@ -139,7 +139,7 @@ def test_release_020_check_refuses_broken_configs(breakage: str) -> None:
     config = yaml.safe_load((SAMPLES / "0.2.0-qdrant.yml").read_text())
     BROKEN_020[breakage](config)
     with pytest.raises(RenderError, match=r"does not match release 0\.2\.0"):
-        r0_2_0.check_config(config)
+        r0_2_0.validate_config(config)
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,7 @@ def test_release_003_check_refuses_broken_configs(breakage: object) -> None:
     config = yaml.safe_load((SAMPLES / "0.0.3.yml").read_text())
     breakage(config)  # type: ignore[operator]
     with pytest.raises(RenderError, match=r"does not match release 0\.0\.3"):
-        r0_0_3.check_config(config)
+        r0_0_3.validate_config(config)
 
 
 def test_same_profile_and_secrets_give_byte_identical_output(tmp_path: Path) -> None:
@@ -234,8 +234,8 @@ def hostile_profile(release: str, served: str = "org/model: #1 {x} [y] 'q' $z") 
 @pytest.mark.parametrize("release", ["0.2.0", "0.0.3"])
 def test_hostile_strings_render_back_identical(release: str, tmp_path: Path) -> None:
     profile = validate_profile(hostile_profile(release), "hostile.yaml")
-    stack = build_plan(profile, "hostile.yaml")
-    rendered = render_plan(stack, fixed_env(stack.secrets))
+    plan = build_plan(profile, "hostile.yaml")
+    rendered = render_plan(plan, fixed_env(plan.secrets))
     for name, text in rendered.files.items():
         (tmp_path / name).write_text(text)
     server = compose_config(tmp_path)["services"]["guillaumetell-7b"]
@@ -246,7 +246,7 @@ def test_hostile_strings_render_back_identical(release: str, tmp_path: Path) -> 
     config_text = rendered.files["config.yml"]
     if release == "0.0.3":
         # The container expands the file with string.Template: `$$` must come back as `$`.
-        environment = dict.fromkeys(stack.secrets, "secret")
+        environment = dict.fromkeys(plan.secrets, "secret")
         config_text = string.Template(config_text).substitute(environment)
         assert yaml.safe_load(config_text)["internet"]["default_language_model"] == "org/model: #1 {x} [y] 'q' $z"
     else:
@@ -312,8 +312,8 @@ def test_servers_sharing_a_gpu_start_one_after_another() -> None:
             {"model": "intfloat/multilingual-e5-large", "name": "e5-cpu", "gpus": "cpu"},
         ],
     }
-    stack = build_plan(validate_profile(data, "x"), "x")
-    waits = {s.name: s.depends_on for s in stack.services if s.role == "model"}
+    plan = build_plan(validate_profile(data, "x"), "x")
+    waits = {s.name: s.depends_on for s in plan.services if s.role == "model"}
     # Largest budget first on GPU 0, then by name; GPU 1 and the CPU server start at once.
     assert waits == {
         "guillaumetell-7b": (),
@@ -322,7 +322,7 @@ def test_servers_sharing_a_gpu_start_one_after_another() -> None:
         "whisper-large-v3-turbo": (),
         "e5-cpu": (),
     }
-    compose = yaml.safe_load(render_plan(stack).files["compose.yml"])
+    compose = yaml.safe_load(render_plan(plan).files["compose.yml"])
     assert compose["services"]["multilingual-e5-large"]["depends_on"] == {
         "bge-reranker-v2-m3": {"condition": "service_healthy"}
     }
@@ -331,8 +331,8 @@ def test_servers_sharing_a_gpu_start_one_after_another() -> None:
 def test_offline_profile_keeps_servers_off_the_hub() -> None:
     data = yaml.safe_load((REPO / "profiles" / "default.yaml").read_text())
     data["offline"] = True
-    stack = build_plan(validate_profile(data, "x"), "x")
-    for service in stack.services:
+    plan = build_plan(validate_profile(data, "x"), "x")
+    for service in plan.services:
         if service.role == "model":
             assert service.environment["HF_HUB_OFFLINE"] == "1"
     plain = build_plan(validate_profile({**data, "offline": False}, "x"), "x")

@@ -28,7 +28,7 @@ DEFAULT = next(p for p in PROFILES if p.stem == "default")
 
 
 def _project(tmp_path: Path, profile: Path = DEFAULT, no_gpus: bool = False) -> desired.Project:
-    _, plan = load(str(profile))
+    plan = load(str(profile))
     rendered = render_plan(plan, fixed_env(plan.secrets))
     files = {k: v.encode() for k, v in rendered.files.items()}
     return desired.project(plan, tmp_path, parse_env(rendered.files[".env"]), files, no_gpus=no_gpus)
@@ -58,7 +58,7 @@ def test_no_gpus_changes_the_hash_of_gpu_services_only(tmp_path: Path) -> None:
 
 def test_secret_values_never_appear_in_labels(tmp_path: Path) -> None:
     project = _project(tmp_path)
-    stack = load(str(DEFAULT))[1]
+    stack = load(str(DEFAULT))
     secret = parse_env(render_plan(stack, fixed_env(stack.secrets)).files[".env"])
     for service in project.services:
         labels = containers.labels(
@@ -259,7 +259,7 @@ def test_check_jobs_hosted_inside_external_on_host_and_through_the_api(
     from albert_deploy.converge import apply
     from albert_deploy.converge import contract as checker
 
-    _, stack = load(str(next(p for p in PROFILES if p.stem == "cpu-dev")))
+    stack = load(str(next(p for p in PROFILES if p.stem == "cpu-dev")))
     (tmp_path / ".env").write_text(fixed_env(stack.secrets))
     applied = apply.prepare(stack, tmp_path, write=False)
     monkeypatch.setenv("LLM_API_KEY", "external-key")

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
 import docker.types
 
-from albert_deploy import catalog
 from albert_deploy.converge import containers, engine
 from albert_deploy.converge.containers import ONEOFF, PROJECT, SERVICE
 from albert_deploy.converge.progress import Reporter
 from albert_deploy.errors import DockerError
-from albert_deploy.plan.build import Plan
-from albert_deploy.profile.model import Profile
+from albert_deploy.plan.spec import ModelCache
 
 DOWNLOAD_LABEL = "io.albert-deploy.download"
 
@@ -43,42 +40,8 @@ print("downloaded " + repo + " into " + path + "; token " + ("set" if os.environ
 CHECK_SCRIPT = 'for d in "$1"/snapshots/*/; do [ -d "$d" ] && exit 0; done; exit 1'
 
 
-@dataclass(frozen=True)
-class CacheJob:
-    """One hosted model's weights: which volume, where the server reads them."""
-
-    service: str
-    model_id: str  # Hugging Face id
-    image: str  # the server's image (checks run in it)
-    volume: str  # compose volume key, e.g. "guillaumetell-7b-cache"
-    mount: str  # where the server mounts the volume
-    hub_cache: str  # where the server looks for models--org--name/
-    user: str  # uid the server runs as ("" for root)
-
-    @property
-    def model_dir(self) -> str:
-        return f"{self.hub_cache}/models--{self.model_id.replace('/', '--')}"
-
-
-def jobs(profile: Profile, stack: Plan) -> list[CacheJob]:
-    images = {s.name: s.image for s in stack.services}
-    result = []
-    for model in profile.hosted:
-        server = catalog.SERVERS[model.server or ""]
-        name = model.name or ""
-        result.append(
-            CacheJob(name, model.model, images[name], f"{name}-cache", server.cache_path, server.hub_cache,
-                     server.user or "")
-        )  # fmt: skip
-    return result
-
-
-def downloader_image(profile: Profile) -> str:
-    return profile.images.get("downloader", catalog.DOWNLOADER_IMAGE)
-
-
 def download_all(
-    client: Any, project: str, todo: list[CacheJob], image: str, token: str | None, reporter: Reporter
+    client: Any, project: str, todo: list[ModelCache], image: str, token: str | None, reporter: Reporter
 ) -> list[dict[str, Any]]:
     """Download every model in parallel; one row per model. Raises on the first failure, after all finished."""
     for job in todo:
@@ -97,7 +60,7 @@ def download_all(
 
 
 def _download(
-    client: Any, project: str, job: CacheJob, image: str, token: str | None, reporter: Reporter
+    client: Any, project: str, job: ModelCache, image: str, token: str | None, reporter: Reporter
 ) -> dict[str, Any]:
     key = f"model {job.service}"
     reporter.update(key, state="downloading", detail=f"{job.model_id} -> {job.hub_cache}")
@@ -132,11 +95,11 @@ def _download(
             "ok": code == 0, "detail": last}  # fmt: skip
 
 
-def missing_caches(client: Any, project: str, todo: list[CacheJob]) -> list[CacheJob]:
+def missing_caches(client: Any, project: str, todo: list[ModelCache]) -> list[ModelCache]:
     """The jobs whose volume holds no snapshot of the model (checked in the server's own image, no network)."""
     present = {v["Name"] for v in (client.api.volumes().get("Volumes") or [])}
 
-    def missing(job: CacheJob) -> bool:
+    def missing(job: ModelCache) -> bool:
         volume = containers.volume_name(project, job.volume)
         if volume not in present:
             return True

@@ -1,4 +1,4 @@
-"""Day-2 and air-gapped operations on the Docker side: pull, lock, and the offline check before `up`."""
+"""Day-2 and air-gapped operations on the Docker side: pull, lock, and the offline refusal before `up`."""
 
 from __future__ import annotations
 
@@ -11,27 +11,27 @@ from albert_deploy.converge import containers, engine, images
 from albert_deploy.converge.apply import Applied
 from albert_deploy.converge.progress import Reporter, Silent
 from albert_deploy.errors import OfflineError
-from albert_deploy.profile.model import Profile
+from albert_deploy.plan.build import Plan
 
 
-def pull(profile: Profile, applied: Applied, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Every image the stack needs (and the downloader's), then every hosted model's weights."""
+def pull(applied: Applied, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Every image the plan needs (and the downloader's), then every hosted model's weights."""
     reporter = reporter or Silent()
     client = engine.connect()
-    stack = applied.plan
-    todo = modelcache.jobs(profile, stack)
-    downloader = modelcache.downloader_image(profile)
-    wanted = sorted({s.image for s in stack.services} | ({downloader} if todo else set()))
+    plan = applied.plan
+    todo = list(plan.caches)
+    downloader = plan.downloader_image
+    wanted = sorted({s.image for s in plan.services} | ({downloader} if todo else set()))
     # The environment first, then what the operator put in .env; never printed, never on a command line.
     token = os.environ.get("HF_TOKEN") or applied.env.get("HF_TOKEN") or None
     reporter.begin([*wanted, *(f"model {j.service}" for j in todo)])
     try:
         pulled = images.pull_all(client, wanted, reporter)
-        downloads = modelcache.download_all(client, stack.project, todo, downloader, token, reporter)
+        downloads = modelcache.download_all(client, plan.project, todo, downloader, token, reporter)
     finally:
         reporter.end()
     return {
-        "project": stack.project,
+        "project": plan.project,
         "images": pulled,
         "models": downloads,
         "downloader": downloader if todo else None,
@@ -44,20 +44,16 @@ def lock_entries(stack_images: list[str]) -> dict[str, dict[str, Any]]:
     return {image: images.resolve(client, image) for image in sorted(set(stack_images))}
 
 
-def offline_check(profile: Profile, applied: Applied) -> None:
+def refuse_missing_offline(plan: Plan, applied: Applied) -> None:
     """With ``offline: true``: refuse before anything starts when an image or a model cache is missing."""
     client = engine.connect()
     # An image present only by the id its lock entry recorded (a loaded bundle) counts as present.
-    present, run_as = images.local_images(client, {s.image for s in applied.plan.services}, applied.plan.locked_ids)
+    present, run_as = images.local_images(client, {s.image for s in plan.services}, plan.locked_ids)
     missing = [f"image {image}" for image, image_id in sorted(present.items()) if image_id is None]
-    todo = [
-        replace(j, image=run_as.get(j.image, j.image))
-        for j in modelcache.jobs(profile, applied.plan)
-        if present.get(j.image)
-    ]
+    todo = [replace(j, image=run_as.get(j.image, j.image)) for j in plan.caches if present.get(j.image)]
     missing += [
-        f"model {j.model_id} (volume {containers.volume_name(applied.plan.project, j.volume)})"
-        for j in modelcache.missing_caches(client, applied.plan.project, todo)
+        f"model {j.model_id} (volume {containers.volume_name(plan.project, j.volume)})"
+        for j in modelcache.missing_caches(client, plan.project, todo)
     ]
     if missing:
         raise OfflineError(

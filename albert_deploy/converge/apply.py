@@ -38,7 +38,7 @@ from typing import Any
 from albert_deploy.converge import desired
 from albert_deploy.errors import DeployError
 from albert_deploy.plan.build import Plan
-from albert_deploy.plan.spec import Service, gpus_text
+from albert_deploy.plan.spec import Service, gpus_text, reachable_host
 from albert_deploy.render import envfile
 from albert_deploy.render.files import ENV_FILE, existing_env, render_plan, write_rendered
 
@@ -136,18 +136,13 @@ def _summary_row(service: Service, applied: Applied, state: dict[str, Any], no_g
 def api_url(plan: Plan) -> str:
     api = next(s for s in plan.services if s.role == "api")
     host, port, _ = api.ports[0]
-    return f"http://{_reachable(host)}:{port}"
-
-
-def _reachable(host: str) -> str:
-    # 0.0.0.0 binds every interface; the loopback one reaches it from this host.
-    return "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host.strip('[]')}]" if ":" in host else host)
+    return f"http://{reachable_host(host)}:{port}"
 
 
 def service_url(service: Service, plan: Plan) -> str:
     if service.ports:
         host, port, _ = service.ports[0]
-        return f"http://{_reachable(host)}:{port}"
+        return f"http://{reachable_host(host)}:{port}"
     endpoint = next((e for e in plan.endpoints if e.hosted and e.name == service.model), None)
     return f"{endpoint.url} (inside the stack)" if endpoint else "-"
 

@@ -4,8 +4,9 @@ messages (the model, its figure, the GPU's figure, the remedies) when packing fa
 from __future__ import annotations
 
 from albert_deploy.errors import PlacementError
-from albert_deploy.placement.memory import CUDA_GRAPH_HEADROOM, _gb, _Gpu, _Need, _shape
+from albert_deploy.placement.memory import CUDA_GRAPH_HEADROOM, _Gpu, _Need, _shape
 from albert_deploy.placement.search import _Ctx, _Run, _split_for
+from albert_deploy.sizes import gb
 
 
 def _require_weights(need: _Need) -> None:
@@ -16,18 +17,20 @@ def _require_weights(need: _Need) -> None:
         )
 
 
-def _check_pins_apart(ctx: _Ctx) -> None:
-    """The profile compares pins as written; one GPU named by index and by UUID is caught here."""
-    owners: dict[int, str] = {}
-    for name, positions in ctx.pins.items():
-        for p in positions:
-            if p in owners:
-                g = ctx.gpus[p]
+def _check_pins_apart(pinned: list[tuple[_Need, list[tuple[object, str]]]]) -> None:
+    """The one check that two models do not pin the same GPU (unless ``share_gpus``).
+
+    ``pinned``: each pinning model with its GPUs as (identity, name in the message). With an
+    inventory the identity is the GPU's position, so one GPU named by index and by UUID is caught."""
+    owners: dict[object, str] = {}
+    for need, gpus in pinned:
+        for key, label in gpus:
+            if key in owners:
                 raise PlacementError(
-                    f"models.{ctx.by_name[name].pos}.gpus: GPU {g.index} ({g.device_id}) is already given to "
-                    f"'{owners[p]}': pin another GPU, or set `share_gpus: true` to let models share it"
+                    f"models.{need.pos}.gpus: GPU {label} is already given to '{owners[key]}': pin another GPU, "
+                    "or set `share_gpus: true` to let models share it"
                 )
-            owners[p] = name
+            owners[key] = need.name
 
 
 def _check_alone(ctx: _Ctx, needs: list[_Need]) -> None:
@@ -58,8 +61,8 @@ def _check_pinned_alone(ctx: _Ctx, need: _Need) -> None:
         g = ctx.gpus[p]
         if size > g.usable:
             raise PlacementError(
-                f"models.{need.pos}.gpus: {need.name} needs {_gb(size)} on {g.label}, which has {_gb(g.total)} "
-                f"({_gb(g.usable)} usable): {_remedies(ctx, need, g)}"
+                f"models.{need.pos}.gpus: {need.name} needs {gb(size)} on {g.label}, which has {gb(g.total)} "
+                f"({gb(g.usable)} usable): {_remedies(ctx, need, g)}"
             )
 
 
@@ -71,16 +74,16 @@ def _too_big_error(ctx: _Ctx, need: _Need) -> PlacementError:
     detail = f" ({_breakdown(need)})" if need.vllm else ""
     many = f"{need.count} × " if (need.count or 1) > 1 else ""
     return PlacementError(
-        f"{need.name} needs {many}{_gb(size)}{detail}, the largest GPU has {_gb(largest.total)} "
-        f"({_gb(largest.usable)} usable): {_remedies(ctx, need, largest)}"
+        f"{need.name} needs {many}{gb(size)}{detail}, the largest GPU has {gb(largest.total)} "
+        f"({gb(largest.usable)} usable): {_remedies(ctx, need, largest)}"
     )
 
 
 def _breakdown(need: _Need) -> str:
     assert need.weights is not None
-    kv = f"KV cache {_gb(need.kv_floor)}"
+    kv = f"KV cache {gb(need.kv_floor)}"
     kv += f" for one {need.max_model_len}-token sequence" if need.kv_per_token else " (a quarter of the weights)"
-    return f"weights {_gb(need.weights)}, {kv}, runtime and CUDA graphs {_gb(need.runtime + CUDA_GRAPH_HEADROOM)}"
+    return f"weights {gb(need.weights)}, {kv}, runtime and CUDA graphs {gb(need.runtime + CUDA_GRAPH_HEADROOM)}"
 
 
 def _remedies(ctx: _Ctx, need: _Need, gpu: _Gpu) -> str:
@@ -94,7 +97,7 @@ def _remedies(ctx: _Ctx, need: _Need, gpu: _Gpu) -> str:
         options.append(f"lower max_model_len (to {shorter} or less)")
     k = _split_that_fits(need, gpu)
     if k:
-        options.append(f"add GPUs (it fits split over {k} × {_gb(gpu.total)})")
+        options.append(f"add GPUs (it fits split over {k} × {gb(gpu.total)})")
     elif not need.heads and (need.count or 1) == 1:
         options.append("split it over 2 GPUs yourself (`gpus: 2`, if its attention heads divide by 2)")
     else:
@@ -132,8 +135,8 @@ def _packing_error(ctx: _Ctx, needs: list[_Need], run: _Run) -> PlacementError:
     wanted = sum(_least_size(ctx, n) for n in needs if not n.optional)
     usable = sum(g.usable for g in ctx.gpus)
     return PlacementError(
-        f"{need.name} needs {_gb(size)}{f' on each of {k} GPUs' if k > 1 else ''} but {where} "
-        f"(at most {_gb(room)} on one); the GPU models need {_gb(wanted)} at the least, the GPUs offer {_gb(usable)}:\n"
+        f"{need.name} needs {gb(size)}{f' on each of {k} GPUs' if k > 1 else ''} but {where} "
+        f"(at most {gb(room)} on one); the GPU models need {gb(wanted)} at the least, the GPUs offer {gb(usable)}:\n"
         "lower max_model_len, put embedding models on CPU (`gpus: cpu`), use external endpoints, or add a GPU"
     )
 
@@ -151,6 +154,6 @@ def _pinned_error(ctx: _Ctx, run: _Run, need: _Need) -> PlacementError:
     p, size = next((p, s) for p, s in zip(positions, sizes, strict=True) if s > run.free[p])
     others = [name for name, slot in run.slots.items() if p in slot.positions]
     return PlacementError(
-        f"models.{need.pos}.gpus: {need.name} needs {_gb(size)} on {ctx.gpus[p].label}, which has {_gb(run.free[p])} "
+        f"models.{need.pos}.gpus: {need.name} needs {gb(size)} on {ctx.gpus[p].label}, which has {gb(run.free[p])} "
         f"left after {', '.join(others)}: pin it to another GPU, lower max_model_len, or move a model off that GPU"
     )

@@ -208,7 +208,3 @@ def _split_options(need: _Need, gpu_count: int) -> list[int]:
         options.append(k)
         k *= 2
     return options
-
-
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.1f} GB"

@@ -1,29 +1,27 @@
 """GPU placement: which model runs on which GPU, and with how much memory.
 
-Pure planning: a Profile in, a Placement out. Only :func:`detect_gpus` touches the host, and it
-imports nvidia-ml-py lazily so that importing this module stays fast. The memory model and its
-constants are explained in docs/memory-model.md.
+Pure planning: a Profile in, a Placement out. The memory model and its constants are explained in
+docs/memory-model.md. This module holds the public results and the steps of :func:`place`; the
+parts live beside it:
 
-This module holds the public results, the GPU inventory and the steps of :func:`place`; the parts
-live beside it:
-
-- ``placement_memory``: what one model needs on one GPU (weights, KV cache, runtime, constants);
-- ``placement_search``: the packing search (pins, best or worst fit, tensor-parallel splits);
-- ``placement_fill``: the room left on each GPU given to its vLLM models as KV cache;
-- ``placement_errors``: the checks before packing and the messages when a profile does not fit;
-- ``placement_report``: the plan as JSON and as a table (``plan-gpus``).
+- ``inventory``: the profile's GPUs, or the host's (``detect_gpus``, the only code that touches it);
+- ``memory``: what one model needs on one GPU (weights, KV cache, runtime, constants);
+- ``search``: the packing search (pins, best or worst fit, tensor-parallel splits);
+- ``fill``: the room left on each GPU given to its vLLM models as KV cache;
+- ``checks``: the checks before packing and the messages when a profile does not fit;
+- ``report``: the placement as JSON and as a table (the ``placement`` command).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from albert_deploy import catalog
 from albert_deploy.errors import PlacementError
+from albert_deploy.placement import inventory
 from albert_deploy.placement.checks import _check_alone, _check_pins_apart, _packing_error, _require_weights
 from albert_deploy.placement.fill import _fill  # looked up here by _best_run (benchmarks/bench_placement.py swaps it)
 from albert_deploy.placement.gpus import GpuAssignment
+from albert_deploy.placement.inventory import detect_gpus
 from albert_deploy.placement.memory import (
     CUDA_GRAPH_HEADROOM,
     DEFAULT_MAX_MODEL_LEN,
@@ -40,14 +38,15 @@ from albert_deploy.placement.memory import (
     UNKNOWN_KV_MIN,
     Request,
     _check_one_gpu,
-    _gb,
     _Gpu,
     _Need,
     _need,
 )
 from albert_deploy.placement.report import format_placement, placement_report
 from albert_deploy.placement.search import Strategy, _Ctx, _groups, _kv_of, _resolve_pins, _Run, _run, _Slot
-from albert_deploy.profile.model import Gpu, GpuPool, HostedModel, Profile
+from albert_deploy.profile.gpus import Gpu
+from albert_deploy.profile.model import HostedModel, Profile
+from albert_deploy.sizes import gb
 
 __all__ = [
     "CUDA_GRAPH_HEADROOM",
@@ -116,96 +115,6 @@ class Placement:
     gpus: tuple[GpuUsage, ...]  # empty without an inventory
 
 
-# --- Inventory ----------------------------------------------------------------------------------
-
-
-_NO_DRIVER = "no NVIDIA driver found ({}): declare `gpus:` in the profile or use a CPU profile"
-
-
-def detect_gpus() -> list[Gpu]:
-    """The host's GPUs as NVML reports them."""
-    try:
-        import pynvml
-    except ImportError:
-        raise PlacementError(_NO_DRIVER.format("nvidia-ml-py is not installed")) from None
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as err:
-        raise PlacementError(_NO_DRIVER.format(f"NVML: {err}")) from None
-    try:
-        gpus = [_read_gpu(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount())]
-    except pynvml.NVMLError as err:
-        raise PlacementError(_NO_DRIVER.format(f"NVML: {err}")) from None
-    finally:
-        pynvml.nvmlShutdown()
-    if not gpus:
-        raise PlacementError(_NO_DRIVER.format("the driver reports no GPU"))
-    return gpus
-
-
-def _read_gpu(nvml: Any, index: int) -> Gpu:
-    handle = nvml.nvmlDeviceGetHandleByIndex(index)
-    major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
-    uuid = _text(nvml.nvmlDeviceGetUUID(handle))
-    return Gpu(
-        index=index,
-        uuid=uuid if uuid.startswith("GPU-") else None,
-        memory=int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
-        name=_text(nvml.nvmlDeviceGetName(handle)),
-        compute_capability=f"{major}.{minor}",
-    )
-
-
-def _text(value: str | bytes) -> str:
-    # Older nvidia-ml-py releases return bytes.
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _inventory(profile: Profile) -> list[_Gpu] | None:
-    spec = profile.gpus
-    if spec is None:
-        return None
-    if spec == "auto":
-        spec = detect_gpus()
-    keep = profile.gpu_keep_free
-    if isinstance(spec, GpuPool):
-        cc = _capability(spec.compute_capability, spec.name)
-        return [_Gpu(i, i, str(i), None, spec.name, spec.memory, cc, keep) for i in range(spec.count)]
-    gpus = [
-        _Gpu(
-            pos,
-            g.index,
-            g.uuid or str(g.index),
-            g.uuid,
-            g.name,
-            g.memory,
-            _capability(g.compute_capability, g.name),
-            keep,
-        )
-        for pos, g in enumerate(spec)
-    ]
-    _check_unique(gpus)
-    return gpus
-
-
-def _capability(text: str | None, name: str | None) -> tuple[int, int] | None:
-    if text:
-        major, minor = text.split(".")
-        return int(major), int(minor)
-    known = catalog.gpu_by_name(name) if name else None
-    return known.compute_capability if known else None
-
-
-def _check_unique(gpus: list[_Gpu]) -> None:
-    seen: set[str] = set()
-    for g in gpus:
-        for key in (str(g.index), (g.uuid or "").lower()):
-            if key in seen:
-                raise PlacementError(f"gpus: GPU {key} is listed twice: list each GPU once")
-            if key:
-                seen.add(key)
-
-
 # --- Placement ------------------------------------------------------------------------------------
 
 
@@ -214,8 +123,12 @@ def place(profile: Profile) -> Placement:
     needs = [_need(i, m) for i, m in enumerate(profile.models) if isinstance(m, HostedModel)]
     for need in needs:
         _check_one_gpu(need)
-    gpus = _inventory(profile)
+    gpus = inventory.host_gpus(profile)
     if gpus is None:
+        if not profile.share_gpus:  # pins as written: no inventory tells an index from a UUID
+            _check_pins_apart(
+                [(n, [(str(p), str(p)) for p in n.request]) for n in needs if isinstance(n.request, list)]
+            )
         return Placement(models={n.name: _without_inventory(n) for n in needs}, gpus=())
     return _place_on(gpus, needs, profile)
 
@@ -250,7 +163,8 @@ def _place_on(gpus: list[_Gpu], needs: list[_Need], profile: Profile) -> Placeme
     pins = {n.name: _resolve_pins(n, gpus) for n in on_gpu if isinstance(n.request, list)}
     ctx = _Ctx(gpus, _groups(gpus), pins, {n.name: n for n in needs})
     if not profile.share_gpus:
-        _check_pins_apart(ctx)
+        labels = {g.pos: f"{g.index} ({g.device_id})" for g in gpus}
+        _check_pins_apart([(ctx.by_name[name], [(p, labels[p]) for p in pos]) for name, pos in pins.items()])
     _check_alone(ctx, on_gpu)
     run = _best_run(ctx, on_gpu, profile.placement)
     return _assemble(ctx, needs, run)
@@ -326,7 +240,7 @@ def _notes(need: _Need, slot: _Slot, kv: int) -> tuple[str, ...]:
     if need.elastic and kv < need.kv_target:
         seqs = kv // need.kv_per_token // need.seq_tokens
         notes.append(
-            f"KV cache cut to {_gb(kv)} to fit (about {seqs} sequences of {need.seq_tokens} tokens, "
+            f"KV cache cut to {gb(kv)} to fit (about {seqs} sequences of {need.seq_tokens} tokens, "
             f"planned {DEFAULT_NUM_SEQS}); a set max_num_seqs is never cut"
         )
     return tuple(notes)

@@ -1,18 +1,19 @@
-"""GPU placement: the plan as JSON (`plan-gpus --json`) and as a table per GPU (`plan-gpus`)."""
+"""GPU placement as JSON (`placement --json`) and as a table per GPU (`placement`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from albert_deploy import catalog
-from albert_deploy.placement.memory import MIB, _gb
+from albert_deploy.placement.memory import MIB
+from albert_deploy.sizes import gb
 
 if TYPE_CHECKING:
     from albert_deploy.placement.place import GpuUsage, ModelPlacement, Placement
 
 
 def placement_report(placement: Placement) -> dict[str, Any]:
-    """JSON-ready plan, for `plan-gpus --json`."""
+    """JSON-ready placement, for `placement --json`."""
     return {
         "gpus": [_gpu_report(g) for g in placement.gpus],
         "models": {name: _model_report(m) for name, m in placement.models.items()},
@@ -56,12 +57,12 @@ def format_placement(placement: Placement) -> str:
         lines.append("no GPU inventory in the profile: assignments only (declare `gpus:` for memory figures)")
     for g in placement.gpus:
         lines.append(
-            f"GPU {g.device_id}" + (f" {g.name}" if g.name else "") + f": {_gb(g.total_bytes)} "
-            f"({g.total_bytes // MIB} MiB), {_gb(g.used_bytes)} planned, {_gb(g.free_bytes)} free "
-            f"({_gb(g.reserved_bytes)} kept back)"
+            f"GPU {g.device_id}" + (f" {g.name}" if g.name else "") + f": {gb(g.total_bytes)} "
+            f"({g.total_bytes // MIB} MiB), {gb(g.used_bytes)} planned, {gb(g.free_bytes)} free "
+            f"({gb(g.reserved_bytes)} kept back)"
         )
         for name, size in g.models:
-            lines.append(f"  {name:<32} {_gb(size):>9}  {_flags(placement.models[name])}".rstrip())
+            lines.append(f"  {name:<32} {gb(size):>9}  {_flags(placement.models[name])}".rstrip())
         if not g.models:
             lines.append("  (unused)")
     rest = [m for m in placement.models.values() if m.gpu is None or not placement.gpus]
@@ -87,7 +88,7 @@ def _flags(m: ModelPlacement) -> str:
     if m.max_model_len:
         flags.append(f"max-model-len {m.max_model_len}")
     if m.kv_cache_bytes:
-        flags.append(f"KV cache {_gb(m.kv_cache_bytes)}")
+        flags.append(f"KV cache {gb(m.kv_cache_bytes)}")
     if m.server == "tei":
         flags.append("image " + catalog.tei_tag(m.compute_capability, m.gpu is not None))
     return ", ".join(f for f in flags if f)

@@ -1,4 +1,7 @@
-"""profile -> stack: every service to run and every endpoint the API config lists, as plain data."""
+"""profile -> plan: every service to run and every endpoint the API config lists, as plain data.
+
+The plan is self-sufficient: after ``build_plan`` no target (compose, config, Kubernetes, runbook,
+pull, bundle, the offline check) reads the profile again."""
 
 from __future__ import annotations
 
@@ -8,11 +11,13 @@ from typing import Any
 from albert_deploy import catalog
 from albert_deploy.errors import PlacementError, ProfileError
 from albert_deploy.placement.place import Placement, place
-from albert_deploy.plan import databases, servers
+from albert_deploy.plan import databases, order, servers
 from albert_deploy.plan.releases import MODULES, Release
-from albert_deploy.plan.spec import Endpoint, Joined, Ref, Service
+from albert_deploy.plan.spec import Endpoint, GpuStartOrder, Joined, ModelCache, Ref, Service, server_url
+from albert_deploy.profile.kubernetes import Kubernetes
 from albert_deploy.profile.model import ExternalModel, HostedModel, Profile
 
+API_PORT = 8000  # every release's API listens here in its container (see releases/)
 # Client type the 0.1+ API uses for each hosted server.
 SERVER_CLIENT = {"vllm": "vllm", "tei": "tei", "whisper": "openai"}
 EXTERNAL_CLIENT = {
@@ -35,6 +40,11 @@ class Plan:
     secrets: tuple[str, ...]  # generated into .env
     operator_env: tuple[str, ...]  # the operator provides these (external keys, HF_TOKEN)
     placement: Placement = field(compare=False)
+    offline: bool = False  # air-gapped host: refuse to start when an image or a model cache is missing
+    caches: tuple[ModelCache, ...] = ()  # every hosted model's weights, for pull, bundle and the offline check
+    downloader_image: str = catalog.DOWNLOADER_IMAGE  # `pull` downloads the models' weights in it
+    start_order: tuple[GpuStartOrder, ...] = ()  # per GPU, its servers in the order they start
+    kubernetes: Kubernetes = field(default_factory=Kubernetes, compare=False)  # type: ignore[arg-type]
     # Lock file: pinned ``repository@sha256:…`` -> its image id, for hosts where only the id resolves.
     locked_ids: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -54,9 +64,9 @@ def build_plan(
     endpoints = [_endpoint(m) for m in profile.models]
     if release.substitutes_env:
         _refuse_substitution_syntax(profile, source)
-    model_servers = servers.one_at_a_time_per_gpu(
-        [servers.model_server(m, placement.models[m.name or ""], profile.offline) for m in profile.hosted], placement
-    )
+    unchained = [servers.model_server(m, placement.models[m.name or ""], profile.offline) for m in profile.hosted]
+    start_order = order.gpu_start_order(unchained, {n: m.memory_bytes for n, m in placement.models.items()})
+    model_servers = order.chained(unchained, start_order)
     dbs = databases.for_release(
         {**release_module.IMAGES, **profile.images}, release.uses_postgres, profile.api.vector_store
     )
@@ -73,6 +83,7 @@ def build_plan(
     all_refs = {r for s in services for r in _refs(s.environment)} | set(_refs(config))
     operator = sorted({r.name for r in all_refs if r.default is not None} | _external_keys(profile))
     secrets = sorted({r.name for r in all_refs} - set(operator))
+    by_name = {s.name: s for s in services}
     return Plan(
         project=profile.project,
         source=source,
@@ -84,6 +95,11 @@ def build_plan(
         secrets=tuple(secrets),
         operator_env=tuple(operator),
         placement=placement,
+        offline=profile.offline,
+        caches=tuple(servers.model_cache(m, by_name[m.name or ""]) for m in profile.hosted),
+        downloader_image=profile.images.get("downloader", catalog.DOWNLOADER_IMAGE),
+        start_order=start_order,
+        kubernetes=profile.kubernetes,
         locked_ids=dict(locked_ids or {}),
     )
 
@@ -112,7 +128,8 @@ def _endpoint(model: HostedModel | ExternalModel) -> Endpoint:
         name=model.name or "",
         type=model.type or "",
         served_name=model.served_name,
-        url=f"http://{model.name}:{server.port}",
+        url=server_url(model.name or "", server.port),
+        port=server.port,
         key=servers.key_ref(model.name or ""),
         client=SERVER_CLIENT[server.name],
         hosted=True,
@@ -123,7 +140,8 @@ def _with_api_wiring(api: Service, profile: Profile, others: list[Service]) -> S
     # The API probes its models once at start and never retries: it waits for all of them.
     return replace(
         api,
-        ports=((profile.api.bind, profile.api.port, 8000),),
+        ports=((profile.api.bind, profile.api.port, API_PORT),),
+        container_port=API_PORT,
         depends_on=tuple(s.name for s in others),
     )
 

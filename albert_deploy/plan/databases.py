@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from albert_deploy.catalog import HealthCheck
+from albert_deploy.catalog import HealthCheck, HttpGet, dev_tcp_get
 from albert_deploy.plan.spec import Joined, Mount, Ref, Service
 
 REDIS_PASSWORD = Ref("REDIS_PASSWORD")
@@ -19,6 +19,7 @@ def redis(image: str) -> Service:
         image=image,
         environment={"REDIS_ARGS": Joined(("--requirepass ", REDIS_PASSWORD)), "REDISCLI_AUTH": REDIS_PASSWORD},
         mounts=(Mount("redis-data", "/data"),),
+        container_port=6379,
         # `-e` makes redis-cli fail on NOAUTH; plain `ping` exits 0 even with a wrong password.
         healthcheck=HealthCheck(test=("CMD-SHELL", "redis-cli -e ping | grep -q PONG"), start_period_s=30),
     )
@@ -31,6 +32,7 @@ def postgres(image: str) -> Service:
         image=image,
         environment={"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": POSTGRES_PASSWORD, "POSTGRES_DB": POSTGRES_DB},
         mounts=(Mount("postgres-data", "/var/lib/postgresql/data"),),
+        container_port=5432,
         # Without -h, pg_isready reports ready during first-time initialisation (socket only).
         healthcheck=HealthCheck(
             test=("CMD", "pg_isready", "-h", "127.0.0.1", "-U", "postgres", "-d", POSTGRES_DB), start_period_s=60
@@ -39,15 +41,15 @@ def postgres(image: str) -> Service:
 
 
 def qdrant(image: str) -> Service:
-    # The image has bash but neither curl nor wget: speak HTTP over bash's /dev/tcp.
-    probe = "exec 3<>/dev/tcp/127.0.0.1/6333 && printf 'GET /readyz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"
     return Service(
         name="qdrant",
         role="database",
         image=image,
         environment={"QDRANT__SERVICE__API_KEY": QDRANT_API_KEY},
         mounts=(Mount("qdrant-data", "/qdrant/storage"),),
-        healthcheck=HealthCheck(test=("CMD", "bash", "-c", probe), start_period_s=60),
+        # The image has bash but neither curl nor wget.
+        healthcheck=dev_tcp_get(HttpGet(6333, "/readyz"), start_period_s=60),
+        container_port=6333,
     )
 
 
@@ -64,6 +66,7 @@ def elasticsearch(image: str) -> Service:
             "ES_JAVA_OPTS": "-Xms1g -Xmx1g",
         },
         mounts=(Mount("elasticsearch-data", "/usr/share/elasticsearch/data"),),
+        container_port=9200,
         healthcheck=HealthCheck(
             test=(
                 "CMD-SHELL",

@@ -6,11 +6,13 @@ import dataclasses
 import re
 
 from albert_deploy import catalog
-from albert_deploy.placement.place import ModelPlacement, Placement
-from albert_deploy.plan.spec import GpuAssignment, Mount, Ref, Service
+from albert_deploy.placement.place import ModelPlacement
+from albert_deploy.plan.spec import GpuAssignment, ModelCache, Mount, Ref, Service
 from albert_deploy.profile.model import HostedModel
+from albert_deploy.sizes import Size
 
 HF_TOKEN = Ref("HF_TOKEN", default="")
+VLLM_SHM = Size(8 * 2**30)  # tensor-parallel workers talk through /dev/shm
 
 
 def key_ref(model_name: str) -> Ref:
@@ -22,6 +24,8 @@ def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = Fal
     server = catalog.SERVERS[model.server or ""]
     name = model.name or ""
     command, entrypoint = _COMMANDS[server.name](model, placed, server)
+    # Kubernetes gives each server whole GPUs: the same flags without the share of a GPU.
+    whole_gpus = _vllm(model, placed, server, gpu_share=False)[0] if server.name == "vllm" else None
     health = server.health
     if model.health_start_period is not None:
         health = dataclasses.replace(health, start_period_s=model.health_start_period)
@@ -35,6 +39,7 @@ def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = Fal
         role="model",
         image=model.image or _image(server, placed),
         command=tuple(command) + tuple(model.args),
+        command_whole_gpus=None if whole_gpus is None else tuple(whole_gpus) + tuple(model.args),
         entrypoint=entrypoint,
         environment=environment,  # type: ignore[arg-type]
         ports=(("127.0.0.1", model.port, server.port),) if model.port else (),
@@ -42,17 +47,34 @@ def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = Fal
         healthcheck=health,
         gpu=_gpu_for(server, placed),
         user=None,  # every image already runs as its own user
-        shm_size="8gb" if server.name == "vllm" else None,
+        shm_size=VLLM_SHM.docker() if server.name == "vllm" else None,
+        shm=VLLM_SHM if server.name == "vllm" else None,
         model=name,
+        server=server.name,
+        container_port=server.port,
+        runs_on_cpu=_runs_on_cpu(server, placed),
+    )
+
+
+def model_cache(model: HostedModel, service: Service) -> ModelCache:
+    """Where ``service`` (the model's server, as it runs) reads the weights: for `pull`, `bundle` and
+    the offline check."""
+    server = catalog.SERVERS[service.server or ""]
+    (cache,) = service.mounts
+    return ModelCache(service.name, model.model, service.image, cache.volume, cache.target, server.hub_cache,
+                      server.user or "")  # fmt: skip
+
+
+def _runs_on_cpu(server: catalog.Server, placed: ModelPlacement) -> bool:
+    return placed.gpu is None or (
+        server.name == "tei" and catalog.tei_runs_on_cpu(placed.compute_capability, on_gpu=True)
     )
 
 
 def _gpu_for(server: catalog.Server, placed: ModelPlacement) -> GpuAssignment | None:
     # TEI has no build for GPUs below compute capability 7.5 (V100 and older): it runs its CPU
     # image there, and reserving the GPU would only keep it from others.
-    if server.name == "tei" and placed.gpu and _image(server, placed).endswith(f"cpu-{catalog.TEI_VERSION}"):
-        return None
-    return placed.gpu
+    return None if _runs_on_cpu(server, placed) else placed.gpu
 
 
 def _image(server: catalog.Server, placed: ModelPlacement) -> str:
@@ -61,7 +83,9 @@ def _image(server: catalog.Server, placed: ModelPlacement) -> str:
     return server.image.format(variant=catalog.tei_tag(placed.compute_capability, placed.gpu is not None))
 
 
-def _vllm(model: HostedModel, placed: ModelPlacement, server: catalog.Server) -> tuple[list[str], None]:
+def _vllm(
+    model: HostedModel, placed: ModelPlacement, server: catalog.Server, gpu_share: bool = True
+) -> tuple[list[str], None]:
     command = [
         "--model",
         model.model,
@@ -76,11 +100,18 @@ def _vllm(model: HostedModel, placed: ModelPlacement, server: catalog.Server) ->
         command += ["--max-model-len", str(placed.max_model_len)]
     if model.max_num_seqs:
         command += ["--max-num-seqs", str(model.max_num_seqs)]
-    if placed.gpu_memory_utilization is not None:
-        command += ["--gpu-memory-utilization", f"{placed.gpu_memory_utilization:.2f}"]
+    if gpu_share:
+        command += _gpu_share(placed)
     if placed.tensor_parallel_size > 1:
         command += ["--tensor-parallel-size", str(placed.tensor_parallel_size)]
     return command, None
+
+
+def _gpu_share(placed: ModelPlacement) -> list[str]:
+    # The share of each GPU the placement gives it (where models share GPUs).
+    if placed.gpu_memory_utilization is None:
+        return []
+    return ["--gpu-memory-utilization", f"{placed.gpu_memory_utilization:.2f}"]
 
 
 def _tei(model: HostedModel, placed: ModelPlacement, server: catalog.Server) -> tuple[list[str], None]:
@@ -97,44 +128,3 @@ def _whisper(model: HostedModel, placed: ModelPlacement, server: catalog.Server)
 
 
 _COMMANDS = {"vllm": _vllm, "tei": _tei, "whisper": _whisper}
-
-
-def one_at_a_time_per_gpu(services: list[Service], placement: Placement) -> list[Service]:
-    """Servers sharing a GPU start one after another, largest budget first.
-
-    vLLM measures free memory when it starts, so a neighbour loading at the same moment can make it
-    fail; each server waits until the previous one on each of its GPUs is healthy. Servers on
-    different GPUs, and CPU services, still start in parallel."""
-    previous: dict[str, str] = {}  # device id -> last server placed there
-    chained = []
-    for service in sorted(services, key=lambda s: (-placement.models[s.model or ""].memory_bytes, s.name)):
-        devices = service.gpu.device_ids if service.gpu else ()
-        after = tuple(dict.fromkeys(previous[d] for d in devices if d in previous))
-        chained.append(dataclasses.replace(service, depends_on=service.depends_on + after))
-        previous.update(dict.fromkeys(devices, service.name))
-    order = {s.name: i for i, s in enumerate(services)}
-    return sorted(chained, key=lambda s: order[s.name])
-
-
-def start_order(services: tuple[Service, ...] | list[Service]) -> list[dict[str, object]]:
-    """Per GPU device id, its servers in the order they start (each once the previous one is healthy).
-
-    Read back from the ``depends_on`` chain that ``one_at_a_time_per_gpu`` wrote; services without
-    a device id (CPU, or "any N" GPUs) start as soon as their own dependencies allow."""
-    by_name = {s.name: s for s in services}
-    devices = sorted({d for s in services if s.gpu for d in s.gpu.device_ids}, key=lambda d: (len(d), d))
-    result: list[dict[str, object]] = []
-    for device in devices:
-        here = [s.name for s in services if s.gpu and device in s.gpu.device_ids]
-
-        def before(name: str, here: list[str] = here) -> int:  # how many on this GPU it waits for, transitively
-            seen, todo = set(), list(by_name[name].depends_on)
-            while todo:
-                dep = todo.pop()
-                if dep not in seen and dep in by_name:
-                    seen.add(dep)
-                    todo.extend(by_name[dep].depends_on)
-            return len(seen & set(here))
-
-        result.append({"gpu": device, "services": sorted(here, key=before)})
-    return result

@@ -11,8 +11,12 @@ from typing import Union
 
 from albert_deploy.catalog import HealthCheck
 from albert_deploy.placement.gpus import GpuAssignment, gpus_text
+from albert_deploy.sizes import Size
 
-__all__ = ["Endpoint", "GpuAssignment", "Joined", "Mount", "Ref", "Service", "Value", "gpus_text"]
+__all__ = [
+    "Endpoint", "GpuAssignment", "GpuStartOrder", "Joined", "ModelCache", "Mount", "Ref", "Service", "Value",
+    "gpus_text", "reachable_host",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,48 @@ class Service:
     depends_on: tuple[str, ...] = ()  # started only once these are healthy
     gpu: GpuAssignment | None = None
     user: str | None = None
-    shm_size: str | None = None
+    shm_size: str | None = None  # `shm`, as Docker writes it
     model: str | None = None  # the profile model this server runs
+    server: str | None = None  # model servers: vllm, tei or whisper
+    container_port: int | None = None  # the port it listens on inside its container
+    runs_on_cpu: bool = False  # a model server running its CPU build (TEI off GPU or on GPUs it has no build for)
+    # A model server's command when it owns its GPUs (no share of a GPU to pass); None: `command`.
+    command_whole_gpus: tuple[str, ...] | None = None
+    shm: Size | None = None  # size of /dev/shm
+
+
+@dataclass(frozen=True)
+class ModelCache:
+    """One hosted model's weights: which volume, where its server reads them (for pull, bundle, offline)."""
+
+    service: str
+    model_id: str  # Hugging Face id
+    image: str  # the server's image (cache checks run in it)
+    volume: str  # compose volume key, e.g. "guillaumetell-7b-cache"
+    mount: str  # where the server mounts the volume
+    hub_cache: str  # where the server looks for models--org--name/
+    user: str  # uid the server runs as ("" for root)
+
+    @property
+    def model_dir(self) -> str:
+        return f"{self.hub_cache}/models--{self.model_id.replace('/', '--')}"
+
+
+@dataclass(frozen=True)
+class GpuStartOrder:
+    """The servers of one GPU in the order they start, each once the previous one is healthy."""
+
+    gpu: str  # device id
+    services: tuple[str, ...]
+
+
+def reachable_host(host: str) -> str:
+    """The host part of a URL that reaches, from this host, a port bound to ``host``: a bind to
+    every interface (0.0.0.0, ::) is reached through loopback; an IPv6 address is bracketed."""
+    bare = host.strip("[]")
+    if bare in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{bare}]" if ":" in bare else bare
 
 
 @dataclass(frozen=True)
@@ -78,3 +122,13 @@ class Endpoint:
     key: Ref | None
     client: str  # 0.1+ client type: vllm, tei, openai or albert
     hosted: bool
+    port: int | None = None  # hosted: the server's port, so a target can name the host its own way
+
+    def at_host(self, host: str) -> str:
+        """A hosted endpoint's URL with another host name (e.g. its Kubernetes Service)."""
+        return server_url(host, self.port or 0)
+
+
+def server_url(host: str, port: int) -> str:
+    """A model server's root URL inside the deployment's network (without /v1)."""
+    return f"http://{host}:{port}"

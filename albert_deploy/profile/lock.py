@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from albert_deploy.errors import LockError
-from albert_deploy.profile.model import DEFAULT_PROFILE
+from albert_deploy.profile.load import DEFAULT_PROFILE
 
 FORMAT = 1
 SUFFIX = ".lock.json"

@@ -6,9 +6,7 @@ one that can be planned and rendered.
 
 from __future__ import annotations
 
-import difflib
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -16,91 +14,22 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from albert_deploy import catalog
 from albert_deploy.catalog import RELEASES
-from albert_deploy.errors import ProfileError
-from albert_deploy.profile.kubernetes import Kubernetes, Toleration
-from albert_deploy.profile.strict import Strict, _at, _key, _LocatedError
+from albert_deploy.profile.gpus import GpuInventory
+from albert_deploy.profile.kubernetes import Kubernetes
+from albert_deploy.profile.strict import Strict, _at, _key
+from albert_deploy.sizes import Size
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 STACK_SERVICES = ("api", "redis", "postgres", "qdrant", "elasticsearch")
 RESERVED_SERVICES = STACK_SERVICES
 IMAGE_KEYS = (*STACK_SERVICES, "downloader")  # `images:` also names the image `pull` downloads models with
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|K|M|G|T)?\s*$", re.IGNORECASE)
-_UNITS = {
-    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,
-}  # fmt: skip
-
-
-def parse_size(value: Any) -> int:
-    """``"24GB"``, ``"81559MiB"``, ``"16G"`` or a number of bytes -> bytes."""
-    if isinstance(value, bool):
-        raise ValueError("give a size such as 24GB or 81559MiB")
-    if isinstance(value, (int, float)):
-        return int(value)
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ValueError(f"'{value}' is not a size: write it as 24GB, 24GiB or 81559MiB")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[(unit or "b").lower()])
-
-
-Size = Annotated[int, BeforeValidator(parse_size)]
-
-
-# --- GPU inventory --------------------------------------------------------------------------
-
-
-def _memory_from_name(data: Any) -> Any:
-    # nvidia-smi's name is enough for a known GPU: its memory comes from the catalog.
-    if isinstance(data, dict) and "memory" not in data and isinstance(data.get("name"), str):
-        known = catalog.gpu_by_name(data["name"])
-        if known is None:
-            raise _key(
-                "memory",
-                f"'{data['name']}' is not a GPU albert-deploy knows: give its `memory` as nvidia-smi prints it, e.g. 81559MiB",
-            )
-        return {**data, "memory": f"{known.memory_mib}MiB"}
-    return data
-
-
-class Gpu(Strict):
-    """One GPU of the host."""
-
-    _fill_memory = model_validator(mode="before")(_memory_from_name)
-
-    index: int = Field(ge=0, description="Index as nvidia-smi numbers it.")
-    uuid: str | None = Field(None, pattern=r"^GPU-[0-9a-fA-F-]+$", description="GPU UUID (survives renumbering).")
-    memory: Size = Field(
-        description="Total memory, e.g. 81559MiB as nvidia-smi prints it; optional for a known `name`."
-    )
-    name: str | None = Field(None, description="Model name as nvidia-smi prints it, e.g. 'NVIDIA L4'.")
-    compute_capability: str | None = Field(
-        None, pattern=r"^\d+\.\d+$", description="e.g. '8.9'; found from name when omitted."
-    )
-
-
-class GpuPool(Strict):
-    """``count`` identical GPUs, indexed from 0."""
-
-    _fill_memory = model_validator(mode="before")(_memory_from_name)
-
-    count: int = Field(ge=1, le=64)
-    memory: Size = Field(description="Memory of each GPU; optional for a known `name`.")
-    name: str | None = None
-    compute_capability: str | None = Field(None, pattern=r"^\d+\.\d+$")
-
-
-GpuInventory = Union[Literal["auto"], GpuPool, list[Gpu]]
 
 
 # --- Models -----------------------------------------------------------------------------------
@@ -283,7 +212,9 @@ class Profile(Strict):
     placement: Literal["pack", "spread"] = Field("pack", description="pack: as few GPUs as possible; spread: balance.")
     share_gpus: bool = Field(False, description="Allow two models to pin the same GPU id.")
     gpu_keep_free: Size = Field(
-        0, ge=0, description="Memory left free on every GPU for processes outside this stack, e.g. 4GB."
+        Size(0),
+        json_schema_extra={"minimum": 0},  # Size refuses negative values itself
+        description="Memory left free on every GPU for processes outside this stack, e.g. 4GB.",
     )
     images: dict[Literal[IMAGE_KEYS], Annotated[str, Field(min_length=1)]] = Field(  # type: ignore[valid-type]
         default_factory=dict,
@@ -348,139 +279,12 @@ class Profile(Strict):
             taken[port] = f"models.{i}.port"
 
     def _check_pins(self) -> None:
-        owners: dict[str, str] = {}
+        # Pins shared between models are checked once, by the placement (which knows index from UUID).
         for i, entry in enumerate(self.models):
             pins = getattr(entry, "gpus", None)
-            if not isinstance(pins, list):
-                continue
-            if len(set(map(str, pins))) != len(pins):
+            if isinstance(pins, list) and len(set(map(str, pins))) != len(pins):
                 raise _at(i, "gpus", "a GPU id is listed twice: list each GPU once")
-            for pin in pins:
-                key = str(pin)
-                if key in owners and not self.share_gpus:
-                    raise _at(
-                        i,
-                        "gpus",
-                        f"GPU {key} is already given to '{owners[key]}': pin another GPU, "
-                        "or set `share_gpus: true` to let models share it",
-                    )
-                owners.setdefault(key, entry.name or "")
 
     @property
     def hosted(self) -> list[HostedModel]:
         return [m for m in self.models if isinstance(m, HostedModel)]
-
-
-# --- Loading ----------------------------------------------------------------------------------
-
-DEFAULT_PROFILE = "<embedded default profile>"
-
-
-def load_profile(path: str | Path | None) -> Profile:
-    """Read and validate a profile file; ``None`` loads the embedded default."""
-    import yaml
-
-    if path is None:
-        from albert_deploy.resources import default_profile_text
-
-        source, text = DEFAULT_PROFILE, default_profile_text()
-    else:
-        source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ProfileError(
-                f"{source}: no such file; give the path of a profile (see profiles/ for examples)"
-            ) from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise ProfileError(f"{source}: cannot read it ({err})") from None
-    try:
-        data = _parse_yaml(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        problem = getattr(err, "problem", None) or str(err)
-        raise ProfileError(f"{source}: invalid YAML at {where}: {problem}") from None
-    return validate_profile(data, source)
-
-
-def _parse_yaml(text: str) -> Any:
-    import yaml
-
-    # libyaml is quicker; the pure-Python parser words syntax errors best, so it reports them.
-    fast = getattr(yaml, "CSafeLoader", None)
-    if fast is not None:
-        try:
-            return yaml.load(text, Loader=fast)
-        except yaml.YAMLError:
-            pass
-    return yaml.safe_load(text)
-
-
-def validate_profile(data: Any, source: str) -> Profile:
-    if not isinstance(data, dict):
-        raise ProfileError(f"{source}: a profile is a YAML mapping with at least `models:`; see profiles/default.yaml")
-    try:
-        return Profile.model_validate(data)
-    except ValidationError as err:
-        raise ProfileError(f"{source}: {_first_error(err)}") from None
-
-
-def _first_error(err: ValidationError) -> str:
-    """The most useful error, as ``key.path: message``."""
-    errors = err.errors(include_url=False)
-    # Tagged-union and Literal alternatives repeat one problem; the deepest location says most.
-    first = max(errors, key=lambda e: len(e["loc"]))
-    if any(e["type"] == "extra_forbidden" for e in errors):
-        first = next(e for e in errors if e["type"] == "extra_forbidden")
-    loc = ".".join(str(p) for p in first["loc"] if p not in ("hosted", "external") and not _is_union_tag(p))
-    ctx_error = (first.get("ctx") or {}).get("error")
-    if isinstance(ctx_error, _LocatedError):
-        loc = f"{loc}.{ctx_error.loc}".lstrip(".") if ctx_error.relative else ctx_error.loc
-        message = str(ctx_error)
-    elif first["type"] == "extra_forbidden":
-        key = str(first["loc"][-1])
-        loc = loc.rsplit(".", 1)[0] if "." in loc else ""
-        guess = difflib.get_close_matches(key, _all_keys(), n=1)
-        message = f"unknown key '{key}'" + (
-            f": did you mean '{guess[0]}'?" if guess else ": remove it (see `albert-deploy schema`)"
-        )
-        return f"{loc}: {message}" if loc else message
-    elif first["type"] == "missing":
-        message = "required key is missing"
-    elif first["type"] == "string_pattern_mismatch":
-        message = _PATTERN_HINTS.get((first.get("ctx") or {}).get("pattern", ""), first["msg"])
-    elif first["type"] == "too_short" and loc == "models":
-        message = "list at least one model (an embeddings model is required)"
-    elif first["type"].startswith("value_error"):
-        message = first["msg"].removeprefix("Value error, ")
-    else:
-        message = first["msg"]
-    return f"{loc}: {message}" if loc else message
-
-
-_PATTERN_HINTS = {
-    ENV_NAME_PATTERN: "must be an environment variable name: UPPER_CASE letters, digits and _",
-    r"^[a-z0-9][a-z0-9_-]{0,62}$": "use lowercase letters, digits, '_' or '-' (at most 63), as Docker Compose requires",
-    r"^GPU-[0-9a-fA-F-]+$": "a GPU UUID looks like GPU-3f2a…, as `nvidia-smi -L` prints it",
-    r"^\d+\.\d+$": "write the compute capability as major.minor, e.g. '8.9'",
-}
-
-
-def _is_union_tag(part: Any) -> bool:
-    # Pydantic names union members in locations, e.g. "list[Gpu]" or "literal['auto','cpu']".
-    return isinstance(part, str) and ("[" in part or part in ("int", "str", "GpuPool", "Gpu"))
-
-
-def _all_keys() -> list[str]:
-    keys: set[str] = set()
-    for model in (Profile, Api, HostedModel, ExternalModel, Gpu, GpuPool, Kubernetes, Toleration):
-        keys.update(model.model_fields)
-    return sorted(keys)
-
-
-def profile_json_schema() -> dict[str, Any]:
-    schema = Profile.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "albert-deploy profile"
-    return schema

@@ -1,4 +1,4 @@
-"""stack -> files: compose.yml, config.yml and .env, checked, then written all at once."""
+"""plan -> files: compose.yml, config.yml and .env, verified, then written all at once."""
 
 from __future__ import annotations
 
@@ -104,35 +104,32 @@ def _environment(escape: Callable[[str], str]) -> Any:
     return env
 
 
-def render_plan(stack: Plan, existing_env: str | None = None) -> Rendered:
+def render_plan(plan: Plan, existing_env: str | None = None) -> Rendered:
     """All output files as text. ``existing_env``: the current .env, whose secrets are kept."""
     compose_text = _environment(_dollar).get_template("compose.yml.j2").render(
-        version=__version__, source=stack.source, project=stack.project,
-        services=stack.services, volumes=stack.volumes,
+        version=__version__, source=plan.source, project=plan.project,
+        services=plan.services, volumes=plan.volumes,
     )  # fmt: skip
-    config_text = render_config(stack)
-    env_text = envfile.render_env(stack.secrets, stack.operator_env, existing_env)
+    config_text = render_config(plan)
+    env_text = envfile.render_env(plan.secrets, plan.operator_env, existing_env)
     runbook_env = _environment(_keep)
     runbook_env.filters["md"] = runbook.md
     runbook_text = runbook_env.get_template("RUNBOOK.md.j2").render(
-        version=__version__, source=stack.source, project=stack.project, release=stack.release.version,
-        **runbook.runbook_context(stack),
+        version=__version__, source=plan.source, project=plan.project, release=plan.release.version,
+        **runbook.runbook_context(plan),
     )  # fmt: skip
-    _check_compose(compose_text, stack)
-    _check_config(config_text, stack)
+    _verify_compose(compose_text, plan)
+    _verify_config(config_text, plan)
     files = {COMPOSE_FILE: compose_text, CONFIG_FILE: config_text, ENV_FILE: env_text, RUNBOOK_FILE: runbook_text}
     return Rendered(files, (ENV_FILE,))
 
 
-def render_config(stack: Plan) -> str:
+def render_config(plan: Plan) -> str:
     """The API config in the release's format, with ``${NAME}`` for secrets (every target mounts this text)."""
     # 0.1+ releases substitute ${NAME} themselves with no escape; 0.0.x go through string.Template.
-    config_escape = _keep if stack.release.substitutes_env else _dollar
-    return (
-        _environment(config_escape)
-        .get_template(stack.release.template)
-        .render(version=__version__, source=stack.source, release=stack.release.version, **stack.config)
-    )
+    config_escape = _keep if plan.release.substitutes_env else _dollar
+    template = _environment(config_escape).get_template(plan.release.template)
+    return str(template.render(version=__version__, source=plan.source, release=plan.release.version, **plan.config))
 
 
 def existing_env(out_dir: Path) -> str | None:
@@ -157,13 +154,13 @@ def _load(text: str, name: str) -> Any:
         raise RenderError(f"internal error: the rendered {name} is not valid YAML ({err}); please report it") from None
 
 
-def _check_compose(text: str, stack: Plan) -> None:
+def _verify_compose(text: str, plan: Plan) -> None:
     """Load the file back and compare it with what was planned."""
     data = _load(text, COMPOSE_FILE)
     services = data.get("services") or {}
-    if list(services) != [s.name for s in stack.services]:
+    if list(services) != [s.name for s in plan.services]:
         raise RenderError(f"internal error: {COMPOSE_FILE} lists services {list(services)}; please report it")
-    for planned in stack.services:
+    for planned in plan.services:
         _check_service(services[planned.name], planned)
 
 
@@ -179,5 +176,5 @@ def _check_service(loaded: dict[str, Any], planned: Service) -> None:
     same("environment", loaded.get("environment"), _literal(planned.environment, _dollar) or None)
 
 
-def _check_config(text: str, stack: Plan) -> None:
-    MODULES[stack.release.version].check_config(_load(text, CONFIG_FILE))
+def _verify_config(text: str, plan: Plan) -> None:
+    MODULES[plan.release.version].validate_config(_load(text, CONFIG_FILE))

@@ -6,7 +6,8 @@ import shlex
 from typing import Any
 
 from albert_deploy.plan.build import Plan
-from albert_deploy.plan.spec import Service, gpus_text
+from albert_deploy.plan.spec import Service, gpus_text, reachable_host
+from albert_deploy.sizes import gb
 
 
 def md(value: Any) -> str:
@@ -15,24 +16,25 @@ def md(value: Any) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "'").replace("<", "&lt;")
 
 
-def runbook_context(stack: Plan) -> dict[str, Any]:
-    api = next(s for s in stack.services if s.role == "api")
+def runbook_context(plan: Plan) -> dict[str, Any]:
+    api = next(s for s in plan.services if s.role == "api")
     host_ip, host_port, _ = api.ports[0]
     return {
-        "services": [_row(s, stack) for s in stack.services],
-        "api_host": "127.0.0.1" if host_ip in ("0.0.0.0", "::") else host_ip,
+        "services": [_row(s, plan) for s in plan.services],
+        "api_host": reachable_host(host_ip),
         "api_port": host_port,
-        "start_chains": _chains(stack),
-        "operator_env": stack.operator_env,
+        # GPUs with one server have no order to follow.
+        "start_chains": [{"gpu": o.gpu, "order": list(o.services)} for o in plan.start_order if len(o.services) > 1],
+        "operator_env": plan.operator_env,
     }
 
 
-def _row(service: Service, stack: Plan) -> dict[str, Any]:
-    placed = stack.placement.models.get(service.model or "")
-    endpoint = next((e for e in stack.endpoints if e.name == service.model), None)
+def _row(service: Service, plan: Plan) -> dict[str, Any]:
+    placed = plan.placement.models.get(service.model or "")
+    endpoint = next((e for e in plan.endpoints if e.name == service.model), None)
     memory = "-"
     if placed and placed.memory_bytes:
-        memory = f"{placed.memory_bytes / 1e9:.1f} GB"
+        memory = gb(placed.memory_bytes)
         if placed.gpu_memory_utilization is not None:
             memory += f" (utilization {placed.gpu_memory_utilization:.2f})"
     return {
@@ -53,24 +55,3 @@ def _probe(service: Service) -> str:
     kind, *rest = service.healthcheck.test
     # Single quotes: `$API_KEY` is the container's variable, not the host's.
     return "sh -c " + shlex.quote(rest[0]) if kind == "CMD-SHELL" else shlex.join(rest)
-
-
-def _chains(stack: Plan) -> list[dict[str, Any]]:
-    by_gpu: dict[str, list[str]] = {}
-    for service in stack.services:
-        if service.role == "model" and service.gpu:
-            for device in service.gpu.device_ids:
-                by_gpu.setdefault(device, []).append(service.name)
-    models = {s.name: s for s in stack.services}
-    chains = []
-    for gpu, names in sorted(by_gpu.items()):
-        if len(names) > 1:
-            # The order is the depends_on chain: a server depends on the one before it.
-            ordered = sorted(names, key=lambda n: _depth(models, n, set(names)))
-            chains.append({"gpu": gpu, "order": ordered})
-    return chains
-
-
-def _depth(models: dict[str, Service], name: str, among: set[str]) -> int:
-    before = [d for d in models[name].depends_on if d in among]
-    return 1 + max((_depth(models, d, among) for d in before), default=0)

@@ -2,7 +2,7 @@
 
 Each module exposes ``RELEASE`` (facts, as data), ``IMAGES`` (its databases' images),
 ``api_service(image, environment)``, ``config_context(endpoints, vector_store)`` (the config as
-plain data, before templating) and ``check_config(data)`` (the release's own rules, applied to the
+plain data, before templating) and ``validate_config(data)`` (the release's own rules, applied to the
 rendered file loaded back).
 """
 

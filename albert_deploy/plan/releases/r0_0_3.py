@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from albert_deploy.catalog import EMBEDDINGS, RELEASES, TEXT_GENERATION, HealthCheck
+from albert_deploy.catalog import EMBEDDINGS, RELEASES, TEXT_GENERATION, HttpGet, urlopen_get
 from albert_deploy.errors import RenderError
 from albert_deploy.plan import databases
 from albert_deploy.plan.spec import Endpoint, Mount, Service
@@ -32,7 +32,6 @@ _EXPAND_AND_RUN = (
 
 
 def api_service(image: str, environment: dict[str, Any]) -> Service:
-    probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=4)"
     return Service(
         name="api",
         role="api",
@@ -40,7 +39,7 @@ def api_service(image: str, environment: dict[str, Any]) -> Service:
         command=("python3", "-c", _EXPAND_AND_RUN),
         environment={"CONFIG_FILE": EXPANDED_CONFIG, **environment},
         mounts=(Mount("./config.yml", RELEASE.config_mount, read_only=True),),
-        healthcheck=HealthCheck(test=("CMD", "python3", "-c", probe), start_period_s=60),
+        healthcheck=urlopen_get(HttpGet(8000, "/"), start_period_s=60),
     )
 
 
@@ -59,7 +58,7 @@ def config_context(endpoints: list[Endpoint], vector_store: str) -> dict[str, An
     }
 
 
-def check_config(data: Any) -> None:
+def validate_config(data: Any) -> None:
     """The rules 0.0.2 – 0.0.3 enforce at startup, applied to the rendered file."""
     _require(isinstance(data, dict), "the config is not a mapping")
     internet = data.get("internet") or {}

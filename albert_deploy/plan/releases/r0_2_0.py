@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from albert_deploy.catalog import EMBEDDINGS, RELEASES, RERANK, SPEECH, TEXT_GENERATION, HealthCheck
+from albert_deploy.catalog import EMBEDDINGS, RELEASES, RERANK, SPEECH, TEXT_GENERATION, HttpGet, urlopen_get
 from albert_deploy.errors import RenderError
 from albert_deploy.plan import databases
 from albert_deploy.plan.spec import Endpoint, Joined, Mount, Ref, Service
@@ -34,14 +34,13 @@ MASTER_KEY = Ref("MASTER_KEY")
 
 def api_service(image: str, environment: dict[str, Any]) -> Service:
     # /health needs a key; /openapi.json is open, and the image has python3 but no curl.
-    probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/openapi.json', timeout=4)"
     return Service(
         name="api",
         role="api",
         image=image,
         environment={"MASTER_KEY": MASTER_KEY, **environment},
         mounts=(Mount("./config.yml", RELEASE.config_mount, read_only=True),),
-        healthcheck=HealthCheck(test=("CMD", "python3", "-c", probe), start_period_s=120),
+        healthcheck=urlopen_get(HttpGet(8000, "/openapi.json"), start_period_s=120),
     )
 
 
@@ -67,7 +66,7 @@ def _postgres_url() -> Joined:
     )
 
 
-def check_config(data: Any) -> None:
+def validate_config(data: Any) -> None:
     """The rules 0.1.0 – 0.2.0 enforce at startup, applied to the rendered file."""
     _require(isinstance(data, dict), "the config is not a mapping")
     _require(isinstance(data.get("auth", {}).get("master_key"), str), "auth.master_key is missing")

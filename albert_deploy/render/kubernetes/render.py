@@ -1,7 +1,7 @@
-"""stack -> Kubernetes manifests: a kustomize directory for `kubectl apply -k DIR`, checked, then
+"""plan -> Kubernetes manifests: a kustomize directory for `kubectl apply -k DIR`, checked, then
 written all at once.
 
-The plan is the compose target's, mapped object by object (``k8s/workloads.py``): model servers and
+The plan is the compose target's, mapped object by object (``kubernetes/workloads.py``): model servers and
 the API become Deployments with a Service, databases StatefulSets with a volume claim, model caches
 PersistentVolumeClaims, the API config (the release template's text) a ConfigMap, and every
 generated secret one Secret, the only file that holds any. docs/kubernetes.md explains the choices.
@@ -17,9 +17,9 @@ from albert_deploy import __version__
 from albert_deploy.errors import RenderError
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Joined, Ref
-from albert_deploy.profile.model import Profile
 from albert_deploy.render import envfile, output
 from albert_deploy.render.files import Rendered, to_yaml_scalar
+from albert_deploy.render.kubernetes.names import labels
 from albert_deploy.render.kubernetes.objects import (
     CONFIG_KEY,
     CONFIG_MAP,
@@ -27,7 +27,7 @@ from albert_deploy.render.kubernetes.objects import (
     OPERATOR_SECRET,
     STACK_NAME,
 )
-from albert_deploy.render.kubernetes.workloads import Layout, labels, layout
+from albert_deploy.render.kubernetes.workloads import Layout, layout
 from albert_deploy.resources import template_text
 
 NAMESPACE_FILE = "namespace.yaml"
@@ -45,62 +45,62 @@ GENERATED = (
 COMPOSE_FILES = ("compose.yml", ".env")
 
 
-def render_into(profile: Profile, stack: Plan, out_dir: Path) -> dict[str, Any]:
+def render_into(plan: Plan, out_dir: Path) -> dict[str, Any]:
     """Render, keeping the secrets already in ``out_dir``, and write; what was written, for the CLI."""
-    rendered, plan = _render(profile, stack, previous_secrets(out_dir))
+    rendered, manifests = _render(plan, previous_secrets(out_dir))
     change = write_kubernetes(rendered, out_dir)
-    operator = {e.key: e.optional for w in plan.workloads for c in (w.container, *w.init_containers) for e in c.env
+    operator = {e.key: e.optional for w in manifests.workloads for c in (w.container, *w.init_containers) for e in c.env
                 if e.secret == OPERATOR_SECRET}  # fmt: skip
     return {
         "target": "kubernetes",
         "files": sorted(rendered.files),
         "change": change,
-        "namespace": plan.namespace,
+        "namespace": manifests.namespace,
         "workloads": [
             {"service": w.name, "kind": w.kind, "role": w.role, "gpus": w.gpus, "image": w.container.image}
-            for w in plan.workloads
+            for w in manifests.workloads
         ],
-        "renamed": {old: new for old, new in plan.names.items() if old != new},
+        "renamed": {old: new for old, new in manifests.names.items() if old != new},
         "operator_secret": OPERATOR_SECRET,
         "operator_required": sorted(k for k, optional in operator.items() if k and not optional),
         "operator_optional": sorted(k for k, optional in operator.items() if k and optional),
     }
 
 
-def render_kubernetes(profile: Profile, stack: Plan, previous: dict[str, str] | None = None) -> Rendered:
+def render_kubernetes(plan: Plan, previous: dict[str, str] | None = None) -> Rendered:
     """Every manifest as text. ``previous``: the secrets of the last render, which are kept."""
-    return _render(profile, stack, previous or {})[0]
+    return _render(plan, previous or {})[0]
 
 
-def _render(profile: Profile, stack: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
-    plan = layout(profile, stack)
-    secrets = secret_values(stack, previous)
+def _render(plan: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
+    manifests = layout(plan)
+    secrets = secret_values(plan, previous)
     env = _environment()
-    common = {"version": __version__, "source": stack.source, "namespace": plan.namespace}
+    common = {"version": __version__, "source": plan.source, "namespace": manifests.namespace}
 
     def render(template: str, **context: Any) -> str:
         return str(env.get_template(f"kubernetes/{template}.j2").render(**common, **context))
 
     files: dict[str, str] = {}
-    if profile.kubernetes.create_namespace:
-        files[NAMESPACE_FILE] = render(NAMESPACE_FILE, labels=labels(STACK_NAME, "namespace", plan.instance))
+    if plan.kubernetes.create_namespace:
+        files[NAMESPACE_FILE] = render(NAMESPACE_FILE, labels=labels(STACK_NAME, "namespace", manifests.instance))
     files[SECRET_FILE] = render(SECRET_FILE, name=GENERATED_SECRET, secrets=secrets,
-                                labels=labels(STACK_NAME, "secrets", plan.instance))  # fmt: skip
-    files[CONFIGMAP_FILE] = render(CONFIGMAP_FILE, name=CONFIG_MAP, key=CONFIG_KEY, config=plan.config_text,
-                                   labels=labels(plan.names["api"], "api", plan.instance))  # fmt: skip
-    if plan.claims:
-        files[PVC_FILE] = render(PVC_FILE, claims=plan.claims)
+                                labels=labels(STACK_NAME, "secrets", manifests.instance))  # fmt: skip
+    files[CONFIGMAP_FILE] = render(CONFIGMAP_FILE, name=CONFIG_MAP, key=CONFIG_KEY, config=manifests.config_text,
+                                   labels=labels(manifests.names["api"], "api", manifests.instance))  # fmt: skip
+    if manifests.claims:
+        files[PVC_FILE] = render(PVC_FILE, claims=manifests.claims)
     for name, kind in ((DEPLOYMENTS_FILE, "Deployment"), (STATEFULSETS_FILE, "StatefulSet")):
-        workloads = [w for w in plan.workloads if w.kind == kind]
+        workloads = [w for w in manifests.workloads if w.kind == kind]
         if workloads:
             files[name] = render(name, workloads=workloads)
-    files[SERVICES_FILE] = render(SERVICES_FILE, workloads=plan.workloads)
+    files[SERVICES_FILE] = render(SERVICES_FILE, workloads=manifests.workloads)
     files[KUSTOMIZATION_FILE] = render(KUSTOMIZATION_FILE, resources=list(files))
 
-    from albert_deploy.render.kubernetes.check import check_manifests
+    from albert_deploy.render.kubernetes.validate import validate_manifests
 
-    check_manifests(files, plan, secrets)
-    return Rendered(files, (SECRET_FILE,)), plan
+    validate_manifests(files, manifests, secrets)
+    return Rendered(files, (SECRET_FILE,)), manifests
 
 
 def write_kubernetes(rendered: Rendered, out_dir: Path) -> str:
@@ -142,9 +142,9 @@ def _decoded(data: dict[str, Any]) -> dict[str, str]:
     return {k: base64.b64decode(str(v)).decode("utf-8") for k, v in data.items()}
 
 
-def secret_values(stack: Plan, previous: dict[str, str]) -> dict[str, str]:
+def secret_values(plan: Plan, previous: dict[str, str]) -> dict[str, str]:
     """Keep every value already there, generate what is missing (as the compose target's .env does)."""
-    values = {name: previous.get(name) or envfile.new_secret() for name in stack.secrets}
+    values = {name: previous.get(name) or envfile.new_secret() for name in plan.secrets}
     values.update((k, v) for k, v in previous.items() if k not in values)
     return values
 

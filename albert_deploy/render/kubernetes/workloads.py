@@ -4,39 +4,38 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from albert_deploy import catalog
-from albert_deploy.catalog import HealthCheck
-from albert_deploy.errors import ProfileError, RenderError
+from albert_deploy.errors import RenderError
 from albert_deploy.plan.build import Plan
-from albert_deploy.plan.releases import MODULES
-from albert_deploy.plan.spec import Joined, Ref, Service
-from albert_deploy.profile.model import Kubernetes, Profile, Toleration
+from albert_deploy.plan.spec import Ref, Service
+from albert_deploy.profile.kubernetes import Kubernetes, Toleration
+from albert_deploy.render.kubernetes.env import env_vars, from_secret, probes
+from albert_deploy.render.kubernetes.names import (
+    default_namespace,
+    instance_label,
+    kube_names,
+    labels,
+    selector,
+    with_kube_urls,
+)
 from albert_deploy.render.kubernetes.objects import (
     CONFIG_KEY,
     CONFIG_MAP,
-    GENERATED_SECRET,
-    MANAGED_BY,
-    OPERATOR_SECRET,
     Claim,
     Container,
     EnvVar,
-    Probe,
-    Probes,
     Volume,
     VolumeMount,
     Workload,
     escape,
 )
 
-# Ports the release templates hard-code for the databases (config-*.yml.j2).
-DATABASE_PORTS = {"redis": ("redis", 6379), "postgres": ("postgres", 5432), "qdrant": ("http", 6333),
-                  "elasticsearch": ("http", 9200)}  # fmt: skip
+# Names of the databases' ports (their numbers are the plan's `container_port`).
+DATABASE_PORT_NAMES = {"redis": "redis", "postgres": "postgres", "qdrant": "http", "elasticsearch": "http"}
 # Images that run as a non-root user and write their volume: the pod's fsGroup lets them.
 DATABASE_FS_GROUP = {"qdrant": 1000, "elasticsearch": 1000}
 
@@ -54,24 +53,6 @@ REQUESTS: dict[str, dict[str, str]] = {
     "api": {"cpu": "500m", "memory": "1Gi"},
     "wait": {"cpu": "10m", "memory": "32Mi"},
 }
-READINESS_FAILURES = 3  # out of the Service after 30 s of failures; liveness restarts after `retries`
-
-_SERVICE_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")  # RFC 1035 label, as Services require
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-# The catalog's and the releases' health checks that are a plain HTTP GET (see catalog.py, releases/).
-_CURL = re.compile(
-    r'^curl -fsS -o /dev/null (?:-H "Authorization: Bearer \$(?P<key>[A-Za-z_][A-Za-z0-9_]*)" )?'
-    r"http://(?:localhost|127\.0\.0\.1):(?P<port>\d+)(?P<path>/\S*)$"
-)
-_URLOPEN = re.compile(
-    r"^import urllib\.request; urllib\.request\.urlopen\("
-    r"'http://(?:localhost|127\.0\.0\.1):(?P<port>\d+)(?P<path>/[^']*)', timeout=\d+\)$"
-)
-_DEV_TCP = re.compile(  # qdrant's image has neither curl nor wget: GET over bash's /dev/tcp
-    r"^exec 3<>/dev/tcp/127\.0\.0\.1/(?P<port>\d+) && printf 'GET (?P<path>/\S*) HTTP/1\.0\\r\\n\\r\\n' >&3 "
-    r"&& head -n 1 <&3 \| grep -q ' 200 '$"
-)
 
 # The API's init container: wait until every model server answers its health check and every
 # database accepts connections. A Service forwards only to ready pods, so a connection through it
@@ -100,7 +81,7 @@ for target in json.loads(os.environ["WAIT_FOR"]):
 
 @dataclass(frozen=True)
 class _Ctx:
-    stack: Plan
+    plan: Plan
     settings: Kubernetes
     names: dict[str, str]  # service -> Kubernetes name
     instance: str
@@ -111,7 +92,7 @@ class _Ctx:
 class Layout:
     """Everything the manifests hold but the secrets' values."""
 
-    stack: Plan  # its model URLs name the Kubernetes Services
+    plan: Plan  # its model URLs name the Kubernetes Services
     names: dict[str, str]  # service -> Kubernetes name
     namespace: str
     instance: str  # app.kubernetes.io/instance: the project
@@ -120,87 +101,19 @@ class Layout:
     claims: list[Claim]  # the model caches
 
 
-def layout(profile: Profile, stack: Plan) -> Layout:
+def layout(plan: Plan) -> Layout:
     from albert_deploy.render.files import render_config
 
-    settings = profile.kubernetes
-    names = kube_names(stack)
-    stack = _with_kube_urls(stack, names)
-    namespace = settings.namespace or _default_namespace(stack)
-    instance = _instance(stack)
-    config_text = render_config(stack)
-    ctx = _Ctx(stack, settings, names, instance, hashlib.sha256(config_text.encode()).hexdigest())
-    workloads = [_workload(s, ctx) for s in stack.services]
-    claims = [_cache_claim(s, ctx) for s in stack.services if s.role == "model"]
-    return Layout(stack, names, namespace, instance, config_text, workloads, claims)
-
-
-# --- Names and labels ------------------------------------------------------------------------------
-
-
-def kube_names(stack: Plan) -> dict[str, str]:
-    """Service name -> Kubernetes name (a Service needs an RFC 1035 label: no '.', '_' or leading digit)."""
-    names: dict[str, str] = {}
-    owners: dict[str, str] = {}
-    for s in stack.services:
-        name = s.name
-        if not _SERVICE_NAME.match(name):
-            name = re.sub(r"[^a-z0-9-]+", "-", name).strip("-")
-            name = (name if name[:1].isalpha() else "m-" + name)[:63].rstrip("-")
-        if name in owners:
-            raise ProfileError(
-                f"{stack.source}: '{owners[name]}' and '{s.name}' would both be the Kubernetes Service "
-                f"'{name}': give the model another `name`"
-            )
-        owners[name] = s.name
-        names[s.name] = name
-    return names
-
-
-def _with_kube_urls(stack: Plan, names: dict[str, str]) -> Plan:
-    """The API reaches a model server by its Service name: rewrite the URLs of renamed servers."""
-    renamed = {old: new for old, new in names.items() if old != new}
-    if not renamed:
-        return stack
-    endpoints = tuple(
-        replace(e, url=e.url.replace(f"http://{e.name}:", f"http://{renamed[e.name]}:", 1))
-        if e.hosted and e.name in renamed else e
-        for e in stack.endpoints
-    )  # fmt: skip
-    context = MODULES[stack.release.version].config_context(list(endpoints), stack.vector_store)
-    return replace(stack, endpoints=endpoints, config={**stack.config, **context})
-
-
-def _default_namespace(stack: Plan) -> str:
-    namespace = stack.project.replace("_", "-")
-    if not _DNS_LABEL.match(namespace):
-        raise ProfileError(
-            f"{stack.source}: project: '{stack.project}' cannot name a Kubernetes namespace "
-            "(it must end with a letter or digit): set kubernetes.namespace"
-        )
-    return namespace
-
-
-def _instance(stack: Plan) -> str:
-    if not _LABEL_VALUE.match(stack.project):
-        raise ProfileError(
-            f"{stack.source}: project: '{stack.project}' cannot be a Kubernetes label value "
-            "(it must end with a letter or digit): rename it"
-        )
-    return stack.project
-
-
-def labels(name: str, component: str, instance: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": name,
-        "app.kubernetes.io/instance": instance,
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-    }
-
-
-def _selector(name: str, instance: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": instance}
+    settings = plan.kubernetes
+    names = kube_names(plan)
+    plan = with_kube_urls(plan, names)
+    namespace = settings.namespace or default_namespace(plan)
+    instance = instance_label(plan)
+    config_text = render_config(plan)
+    ctx = _Ctx(plan, settings, names, instance, hashlib.sha256(config_text.encode()).hexdigest())
+    workloads = [_workload(s, ctx) for s in plan.services]
+    claims = [_cache_claim(s, ctx) for s in plan.services if s.role == "model"]
+    return Layout(plan, names, namespace, instance, config_text, workloads, claims)
 
 
 # --- Services -> workloads ----------------------------------------------------------------------
@@ -209,7 +122,6 @@ def _selector(name: str, instance: str) -> dict[str, str]:
 def _workload(s: Service, ctx: _Ctx) -> Workload:
     name = ctx.names[s.name]
     gpus = gpu_count(s)
-    placement = _placed_server(s, ctx)
     kind, volumes, mounts, claim = "Deployment", [], [], None
     for m in s.mounts:
         if m.is_bind and s.role == "api" and Path(m.volume).name == CONFIG_KEY:
@@ -227,21 +139,22 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
             raise RenderError(
                 f"internal error: the kubernetes target cannot mount {m.volume} in {s.name}; please report it"
             )
-    if s.shm_size:
-        volumes.append(Volume("shm", memory=_shm_quantity(s.shm_size)))
+    if s.shm:
+        volumes.append(Volume("shm", memory=s.shm.quantity()))
         mounts.append(VolumeMount("shm", "/dev/shm"))
-    requests: dict[str, Any] = dict(REQUESTS.get(_resource_key(s, placement), REQUESTS["api"]))
+    requests: dict[str, Any] = dict(REQUESTS.get(_resource_key(s), REQUESTS["api"]))
     limits: dict[str, Any] = {}
     if gpus:
         # Whole GPUs; an extended resource must be requested and limited alike.
         requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = gpus
-    port_name, port = _container_port(s, placement)
+    port_name, port = _container_port(s)
     container = Container(
         name=name,
         image=s.image,
         command=tuple(escape(a) for a in s.entrypoint or ()),
-        args=tuple(escape(a) for a in _whole_gpu_command(s, ctx)),
-        env=env_vars(_environment_of(s), ctx.stack),
+        # Each server owns its GPUs here: vLLM's default share of a GPU applies.
+        args=tuple(escape(a) for a in (s.command if s.command_whole_gpus is None else s.command_whole_gpus)),
+        env=env_vars(_environment_of(s), ctx.plan),
         port=(port_name, port),
         requests=requests,
         limits=limits,
@@ -250,7 +163,7 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
         run_as=_run_as(s),
     )
     settings = ctx.settings
-    selector = dict(settings.node_selector) | (dict(settings.gpu_node_selector) if gpus else {})
+    nodes = dict(settings.node_selector) | (dict(settings.gpu_node_selector) if gpus else {})
     tolerations = [*settings.tolerations, *(settings.gpu_tolerations if gpus else [])]
     # The API's Service listens on the profile's api.port, as compose publishes it; servers on their own.
     published = next((p for _, p, target in s.ports if target == port), port) if s.role == "api" else port
@@ -259,7 +172,7 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
         name=name,
         role=s.role,
         labels=labels(name, s.role, ctx.instance),
-        selector=_selector(name, ctx.instance),
+        selector=selector(name, ctx.instance),
         container=container,
         service_port=(port_name, published, port),
         gpus=gpus,
@@ -268,9 +181,9 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
         init_containers=(_wait_container(s, ctx),) if s.role == "api" else (),
         volumes=tuple(volumes),
         claim=claim,
-        node_selector=selector,
+        node_selector=nodes,
         tolerations=tuple(_toleration(t) for t in tolerations),
-        fs_group=_fs_group(s, placement),
+        fs_group=_fs_group(s),
         # A changed config rolls the API (a subPath mount never sees ConfigMap updates).
         annotations={"albert-deploy/config-sha256": ctx.config_hash} if s.role == "api" else {},
     )
@@ -283,52 +196,28 @@ def _environment_of(s: Service) -> dict[str, Any]:
     return dict(s.environment)
 
 
-def _placed_server(s: Service, ctx: _Ctx) -> str | None:
-    if s.role != "model":
-        return None
-    return ctx.stack.placement.models[s.model or s.name].server
-
-
 def gpu_count(s: Service) -> int:
     if s.gpu is None:
         return 0
     return len(s.gpu.device_ids) if s.gpu.device_ids else int(s.gpu.count or 0)
 
 
-def _whole_gpu_command(s: Service, ctx: _Ctx) -> tuple[str, ...]:
-    """Without the plan's --gpu-memory-utilization: each server owns its GPUs here (vLLM's default applies).
-    The profile's own `args` come after the plan's flags and are kept."""
-    if s.role != "model":
-        return s.command
-    placed = ctx.stack.placement.models[s.model or s.name]
-    if placed.server != "vllm" or placed.gpu_memory_utilization is None:
-        return s.command
-    flag = ("--gpu-memory-utilization", f"{placed.gpu_memory_utilization:.2f}")
-    command = list(s.command)
-    for i in range(len(command) - 1):
-        if (command[i], command[i + 1]) == flag:
-            return (*command[:i], *command[i + 2 :])
-    raise RenderError(f"internal error: {s.name} has no {' '.join(flag)} to drop; please report it")
-
-
-def _resource_key(s: Service, server: str | None) -> str:
+def _resource_key(s: Service) -> str:
     if s.role == "model":
-        return "tei-cpu" if server == "tei" and s.gpu is None else server or "api"
+        return "tei-cpu" if s.server == "tei" and s.runs_on_cpu else s.server or "api"
     return s.name if s.role == "database" else "api"
 
 
-def _container_port(s: Service, server: str | None) -> tuple[str, int]:
-    if s.role == "database":
-        return DATABASE_PORTS[s.name]
-    if s.role == "model":
-        return "http", catalog.SERVERS[server or ""].port
-    return "http", s.ports[0][2]
+def _container_port(s: Service) -> tuple[str, int]:
+    if s.container_port is None:
+        raise RenderError(f"internal error: {s.name} has no container port; please report it")
+    return DATABASE_PORT_NAMES.get(s.name, "http") if s.role == "database" else "http", s.container_port
 
 
-def _fs_group(s: Service, server: str | None) -> int | None:
+def _fs_group(s: Service) -> int | None:
     if s.role == "database":
         return DATABASE_FS_GROUP.get(s.name)
-    user = catalog.SERVERS[server].user if s.role == "model" and server else None
+    user = catalog.SERVERS[s.server].user if s.role == "model" and s.server else None
     return int(user) if user and user.isdigit() else None
 
 
@@ -339,15 +228,6 @@ def _run_as(s: Service) -> tuple[int, int | None] | None:
     if not uid.isdigit() or (gid and not gid.isdigit()):
         raise RenderError(f"internal error: user {s.user!r} of {s.name} is not numeric; please report it")
     return int(uid), int(gid) if gid else None
-
-
-def _shm_quantity(size: str) -> str:
-    # Docker reads 8gb, 8g and 8GB as 8 GiB.
-    match = re.fullmatch(r"(\d+)\s*([kmg]?)b?", size.strip().lower())
-    if not match:
-        raise RenderError(f"internal error: shm size {size!r} is not understood; please report it")
-    number, unit = match.groups()
-    return number + {"": "", "k": "Ki", "m": "Mi", "g": "Gi"}[unit]
 
 
 def _toleration(t: Toleration) -> dict[str, Any]:
@@ -364,98 +244,15 @@ def _cache_claim(s: Service, ctx: _Ctx) -> Claim:
                  labels(name, s.role, ctx.instance))  # fmt: skip
 
 
-# --- Environment and secrets ------------------------------------------------------------------------
-
-
-def env_vars(environment: dict[str, Any], stack: Plan) -> tuple[EnvVar, ...]:
-    """Secrets by secretKeyRef, first: a value that embeds one (``--requirepass ${REDIS_PASSWORD}``)
-    reads it as ``$(REDIS_PASSWORD)``, which Kubernetes expands only from variables defined before."""
-    refs = [_from_secret(name, value, stack) for name, value in environment.items() if isinstance(value, Ref)]
-    literal = []
-    for name, value in environment.items():
-        if isinstance(value, Joined):
-            text = ""
-            for part in value.parts:
-                if isinstance(part, str):
-                    text += escape(part)
-                    continue
-                if environment.get(part.name, part) != part:
-                    raise RenderError(
-                        f"internal error: {name} needs ${{{part.name}}}, which is set otherwise; please report it"
-                    )
-                if all(e.name != part.name for e in refs):
-                    refs.append(_from_secret(part.name, part, stack))
-                text += f"$({part.name})"
-            literal.append(EnvVar(name, value=text))
-        elif isinstance(value, str):
-            literal.append(EnvVar(name, value=escape(value)))
-    return (*refs, *literal)
-
-
-def _from_secret(name: str, ref: Ref, stack: Plan) -> EnvVar:
-    if ref.name in stack.secrets:
-        return EnvVar(name, secret=GENERATED_SECRET, key=ref.name)
-    if ref.name in stack.operator_env and ref.default in (None, ""):
-        # A variable with a default (HF_TOKEN) may be absent; an external model's key may not.
-        return EnvVar(name, secret=OPERATOR_SECRET, key=ref.name, optional=ref.default is not None)
-    raise RenderError(f"internal error: ${{{ref}}} has no place in a Kubernetes Secret; please report it")
-
-
-# --- Probes and the API's wait --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HttpCheck:
-    port: int
-    path: str
-    key_env: str | None  # the variable holding the bearer key the check sends
-
-
-def http_check(check: HealthCheck) -> HttpCheck | None:
-    """The health check as an HTTP GET, when it is one (curl, python's urlopen or bash's /dev/tcp)."""
-    test = check.test
-    if test[0] == "CMD-SHELL" and len(test) == 2:
-        match = _CURL.match(test[1])
-    elif test[:3] == ("CMD", "python3", "-c") and len(test) == 4:
-        match = _URLOPEN.match(test[3])
-    elif test[:3] == ("CMD", "bash", "-c") and len(test) == 4:
-        match = _DEV_TCP.match(test[3])
-    else:
-        return None
-    if match is None:
-        return None
-    return HttpCheck(int(match["port"]), match["path"], match.groupdict().get("key"))
-
-
-def probes(check: HealthCheck) -> Probes:
-    """Startup allows the start period plus compose's retries; then readiness and liveness."""
-    http = http_check(check)
-    if http is not None and http.key_env is None:
-        action: dict[str, Any] = {"http": (http.port, http.path)}
-    elif check.test[0] == "CMD-SHELL":
-        action = {"command": ("/bin/sh", "-c", escape(check.test[1]))}
-    elif check.test[0] == "CMD":
-        action = {"command": tuple(escape(a) for a in check.test[1:])}
-    else:
-        raise RenderError(f"internal error: health check {check.test[0]} has no probe; please report it")
-    period = check.interval_s
-    startup = math.ceil(check.start_period_s / period) + check.retries
-    return Probes(
-        startup=Probe(period, check.timeout_s, startup, **action),
-        readiness=Probe(period, check.timeout_s, READINESS_FAILURES, **action),
-        liveness=Probe(period, check.timeout_s, check.retries, **action),
-    )
-
-
 def _wait_container(api: Service, ctx: _Ctx) -> Container:
     targets: list[dict[str, Any]] = []
     env: list[EnvVar] = []
-    for s in ctx.stack.services:
+    for s in ctx.plan.services:
         if s.role == "api":
             continue
         name = ctx.names[s.name]
-        port = _container_port(s, _placed_server(s, ctx))[1]
-        check = http_check(s.healthcheck) if s.role == "model" and s.healthcheck else None
+        port = _container_port(s)[1]
+        check = s.healthcheck.http if s.role == "model" and s.healthcheck else None
         if check is None:
             targets.append({"name": name, "host": name, "port": port})
             continue
@@ -463,7 +260,7 @@ def _wait_container(api: Service, ctx: _Ctx) -> Container:
         key = s.environment.get(check.key_env or "")
         if isinstance(key, Ref):
             target["key"] = key.name
-            env.append(_from_secret(key.name, key, ctx.stack))
+            env.append(from_secret(key.name, key, ctx.plan))
         targets.append(target)
     env.append(EnvVar("WAIT_FOR", value=escape(json.dumps(targets, ensure_ascii=False))))
     return Container(

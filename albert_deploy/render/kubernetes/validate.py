@@ -27,8 +27,8 @@ SECRET_FILE = "secret.yaml"
 _CLUSTER_SCOPED = {"Namespace"}
 
 
-def check_manifests(files: dict[str, str], plan: Layout, secrets: dict[str, str]) -> None:
-    namespace, config_text = plan.namespace, plan.config_text
+def validate_manifests(files: dict[str, str], layout: Layout, secrets: dict[str, str]) -> None:
+    namespace, config_text = layout.namespace, layout.config_text
     objects: dict[tuple[str, str], dict[str, Any]] = {}
     for name, text in files.items():
         for doc in _load_all(text, name):
@@ -44,20 +44,20 @@ def check_manifests(files: dict[str, str], plan: Layout, secrets: dict[str, str]
             objects[(str(kind), str(meta.get("name")))] = doc
     config = _get(objects, "ConfigMap", CONFIG_MAP)
     _same(f"ConfigMap {CONFIG_MAP}", CONFIG_KEY, (config.get("data") or {}).get(CONFIG_KEY), config_text)
-    MODULES[plan.stack.release.version].check_config(_load_all(config_text, CONFIG_KEY)[0])
+    MODULES[layout.plan.release.version].validate_config(_load_all(config_text, CONFIG_KEY)[0])
     _same("Secret", "stringData", _get(objects, "Secret", GENERATED_SECRET).get("stringData"), secrets)
-    for claim in plan.claims:
+    for claim in layout.claims:
         spec = _get(objects, "PersistentVolumeClaim", claim.name)["spec"]
         _same(f"PersistentVolumeClaim {claim.name}", "size", spec["resources"]["requests"]["storage"], claim.size)
-    for w in plan.workloads:
-        _check_workload(_get(objects, w.kind, w.name), w)
+    for w in layout.workloads:
+        _validate_workload(_get(objects, w.kind, w.name), w)
         service = _get(objects, "Service", w.name)["spec"]
         _same(f"Service {w.name}", "selector", service.get("selector"), w.selector)
         port = service["ports"][0]
         _same(f"Service {w.name}", "port", (port["name"], port["port"]), w.service_port[:2])
 
 
-def _check_workload(doc: dict[str, Any], w: Workload) -> None:
+def _validate_workload(doc: dict[str, Any], w: Workload) -> None:
     where = f"{w.kind} {w.name}"
     spec = doc["spec"]
     _same(where, "selector", spec["selector"]["matchLabels"], w.selector)
@@ -67,9 +67,9 @@ def _check_workload(doc: dict[str, Any], w: Workload) -> None:
     _same(where, "node selector", pod.get("nodeSelector"), w.node_selector or None)
     _same(where, "tolerations", pod.get("tolerations"), list(w.tolerations) or None)
     (container,) = pod["containers"]
-    _check_container(where, container, w.container)
+    _validate_container(where, container, w.container)
     for loaded, planned in zip(pod.get("initContainers") or [], w.init_containers, strict=True):
-        _check_container(f"{where} init", loaded, planned)
+        _validate_container(f"{where} init", loaded, planned)
     resources = container["resources"]
     if w.gpus:
         gpu = (resources["requests"].get("nvidia.com/gpu"), resources.get("limits", {}).get("nvidia.com/gpu"))
@@ -79,7 +79,7 @@ def _check_workload(doc: dict[str, Any], w: Workload) -> None:
         _same(where, "volume claim", claim["spec"]["resources"]["requests"]["storage"], w.claim.size)
 
 
-def _check_container(where: str, loaded: dict[str, Any], planned: Container) -> None:
+def _validate_container(where: str, loaded: dict[str, Any], planned: Container) -> None:
     _same(where, "image", loaded.get("image"), planned.image)
     _same(where, "command", loaded.get("command"), list(planned.command) or None)
     _same(where, "args", loaded.get("args"), list(planned.args) or None)

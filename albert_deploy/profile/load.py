@@ -1,0 +1,127 @@
+"""Loading a profile: YAML in, a validated Profile out, or one clear line naming the key and the fix."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from albert_deploy.errors import ProfileError
+from albert_deploy.profile.gpus import Gpu, GpuPool
+from albert_deploy.profile.kubernetes import Kubernetes, Toleration
+from albert_deploy.profile.model import ENV_NAME_PATTERN, Api, ExternalModel, HostedModel, Profile
+from albert_deploy.profile.strict import _LocatedError
+
+DEFAULT_PROFILE = "<embedded default profile>"
+
+
+def load_profile(path: str | Path | None) -> Profile:
+    """Read and validate a profile file; ``None`` loads the embedded default."""
+    import yaml
+
+    if path is None:
+        from albert_deploy.resources import default_profile_text
+
+        source, text = DEFAULT_PROFILE, default_profile_text()
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ProfileError(
+                f"{source}: no such file; give the path of a profile (see profiles/ for examples)"
+            ) from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ProfileError(f"{source}: cannot read it ({err})") from None
+    try:
+        data = _parse_yaml(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(err, "problem", None) or str(err)
+        raise ProfileError(f"{source}: invalid YAML at {where}: {problem}") from None
+    return validate_profile(data, source)
+
+
+def _parse_yaml(text: str) -> Any:
+    import yaml
+
+    # libyaml is quicker; the pure-Python parser words syntax errors best, so it reports them.
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.load(text, Loader=fast)
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
+
+
+def validate_profile(data: Any, source: str) -> Profile:
+    if not isinstance(data, dict):
+        raise ProfileError(f"{source}: a profile is a YAML mapping with at least `models:`; see profiles/default.yaml")
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as err:
+        raise ProfileError(f"{source}: {_first_error(err)}") from None
+
+
+def _first_error(err: ValidationError) -> str:
+    """The most useful error, as ``key.path: message``."""
+    errors = err.errors(include_url=False)
+    # Tagged-union and Literal alternatives repeat one problem; the deepest location says most.
+    first = max(errors, key=lambda e: len(e["loc"]))
+    if any(e["type"] == "extra_forbidden" for e in errors):
+        first = next(e for e in errors if e["type"] == "extra_forbidden")
+    loc = ".".join(str(p) for p in first["loc"] if p not in ("hosted", "external") and not _is_union_tag(p))
+    ctx_error = (first.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _LocatedError):
+        loc = f"{loc}.{ctx_error.loc}".lstrip(".") if ctx_error.relative else ctx_error.loc
+        message = str(ctx_error)
+    elif first["type"] == "extra_forbidden":
+        key = str(first["loc"][-1])
+        loc = loc.rsplit(".", 1)[0] if "." in loc else ""
+        guess = difflib.get_close_matches(key, _all_keys(), n=1)
+        message = f"unknown key '{key}'" + (
+            f": did you mean '{guess[0]}'?" if guess else ": remove it (see `albert-deploy schema`)"
+        )
+        return f"{loc}: {message}" if loc else message
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    elif first["type"] == "string_pattern_mismatch":
+        message = _PATTERN_HINTS.get((first.get("ctx") or {}).get("pattern", ""), first["msg"])
+    elif first["type"] == "too_short" and loc == "models":
+        message = "list at least one model (an embeddings model is required)"
+    elif first["type"].startswith("value_error"):
+        message = first["msg"].removeprefix("Value error, ")
+    else:
+        message = first["msg"]
+    return f"{loc}: {message}" if loc else message
+
+
+_PATTERN_HINTS = {
+    ENV_NAME_PATTERN: "must be an environment variable name: UPPER_CASE letters, digits and _",
+    r"^[a-z0-9][a-z0-9_-]{0,62}$": "use lowercase letters, digits, '_' or '-' (at most 63), as Docker Compose requires",
+    r"^GPU-[0-9a-fA-F-]+$": "a GPU UUID looks like GPU-3f2a…, as `nvidia-smi -L` prints it",
+    r"^\d+\.\d+$": "write the compute capability as major.minor, e.g. '8.9'",
+}
+
+
+def _is_union_tag(part: Any) -> bool:
+    # Pydantic names union members in locations, e.g. "list[Gpu]" or "literal['auto','cpu']".
+    return isinstance(part, str) and ("[" in part or part in ("int", "str", "GpuPool", "Gpu"))
+
+
+def _all_keys() -> list[str]:
+    keys: set[str] = set()
+    for model in (Profile, Api, HostedModel, ExternalModel, Gpu, GpuPool, Kubernetes, Toleration):
+        keys.update(model.model_fields)
+    return sorted(keys)
+
+
+def profile_json_schema() -> dict[str, Any]:
+    schema = Profile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "albert-deploy profile"
+    return schema
