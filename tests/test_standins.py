@@ -328,7 +328,7 @@ def put_file(container: Any, path: str, data: bytes) -> None:
 
 def test_api_0_2_0_starts_after_its_models_and_checks_run_inside_it(stand: Stand, tmp_path: Path) -> None:
     models = start_stack(stand)
-    (tmp_path / "config.yml").write_text(CONFIG_0_2_0)
+    (tmp_path / "config.yml").write_text(CONFIG_0_2_0 + "monitoring: {postgres: {enabled: true}, prometheus: {}}\n")
     service = r0_2_0.api_service(stand.images["albert-api"], {})
     api = stand.run(
         "albert-api",
@@ -395,6 +395,23 @@ def test_api_0_2_0_starts_after_its_models_and_checks_run_inside_it(stand: Stand
     # The host's way, through the published port.
     (result,) = check.run_checks([{**jobs[2], "url": url}], timeout=5)
     assert result["ok"], result
+    # Monitoring on: usage rows for the requests through the API, /metrics for the master key.
+    state = json.loads(get(url + "/standin/state")[1])
+    assert state["usage_rows"] >= 3 and [p["ok"] for p in state["probes"] if p["what"] == "postgres"] == [True]
+    assert get(url + "/metrics")[0] == 403 and get(url + "/metrics", "mk")[0] == 200
+
+
+def test_api_0_2_0_exits_when_postgres_refuses_its_password(stand: Stand, tmp_path: Path) -> None:
+    start_stack(stand)
+    (tmp_path / "config.yml").write_text(CONFIG_0_2_0)
+    api = stand.run(
+        "albert-api",
+        alias="api",
+        environment={**API_ENV, "POSTGRES_PASSWORD": "wrong"},
+        volumes={str(tmp_path / "config.yml"): {"bind": "/config.yml", "mode": "ro"}},
+    )
+    assert api.wait(timeout=30)["StatusCode"] == 1
+    assert 'password authentication failed for user "postgres"' in api.logs().decode()
 
 
 def test_api_0_2_0_exits_when_its_embeddings_model_is_down(stand: Stand, tmp_path: Path) -> None:
@@ -422,6 +439,20 @@ clients:
     search: {type: qdrant, args: {url: "http://qdrant", api_key: "${QDRANT_API_KEY}"}}
   internet: {type: duckduckgo, args: {}}
 """
+
+
+def test_api_0_0_3_refuses_elasticsearch_by_that_name(stand: Stand, tmp_path: Path) -> None:
+    """The release's own name is `elastic` (see tests/standins/facts.py); it validates before any probe."""
+    (tmp_path / "config.yml").write_text(CONFIG_0_0_3.replace("type: qdrant", "type: elasticsearch"))
+    service = r0_0_3.api_service(stand.images["albert-api"], {})
+    api = stand.run(
+        "albert-api",
+        list(service.command),
+        environment={**{k: str(v) for k, v in service.environment.items()}, **API_ENV},
+        volumes={str(tmp_path / "config.yml"): {"bind": r0_0_3.RELEASE.config_mount, "mode": "ro"}},
+    )
+    assert api.wait(timeout=30)["StatusCode"] == 1
+    assert "Input should be 'elastic' or 'qdrant', got 'elasticsearch'" in api.logs().decode()
 
 
 def test_api_0_0_3_runs_the_renderers_command(stand: Stand, tmp_path: Path) -> None:

@@ -26,7 +26,6 @@ import argparse
 import base64
 import json
 import os
-import re
 import socket
 import struct
 import sys
@@ -34,11 +33,12 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import api_config
 import common
+import pg_login
 import yaml
 from facts import EMBEDDINGS, RERANK, SPEECH, TEXT_GENERATION, VISION, value
 
@@ -156,22 +156,7 @@ def redis_ping(host: str, port: int, password: str | None, username: str | None)
 
 
 def postgres_login(url: str) -> None:
-    """Startup packet + cleartext password: enough to catch a wrong host, user, password or database."""
-    parts = urlsplit(url)
-    user, database = unquote(parts.username or ""), parts.path.lstrip("/") or unquote(parts.username or "")
-    with socket.create_connection((parts.hostname or "localhost", parts.port or 5432), timeout=PROBE_TIMEOUT) as sock:
-        body = struct.pack("!I", 196608) + f"user\0{user}\0database\0{database}\0\0".encode()
-        sock.sendall(struct.pack("!I", len(body) + 4) + body)
-        for _ in range(2):
-            kind, size = struct.unpack("!cI", sock.recv(5))
-            payload = sock.recv(size - 4)
-            if kind == b"E":
-                raise OSError(re.search(rb"M([^\0]*)", payload).group(1).decode())  # type: ignore[union-attr]
-            code = struct.unpack("!I", payload[:4])[0]
-            if kind != b"R" or code != 3:
-                return  # authenticated, or a method this stand-in does not speak: reachable either way
-            secret = unquote(parts.password or "").encode() + b"\0"
-            sock.sendall(b"p" + struct.pack("!I", len(secret) + 4) + secret)
+    pg_login.login(url, PROBE_TIMEOUT)
 
 
 # ---------------------------------------------------------------- config

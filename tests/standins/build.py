@@ -369,6 +369,7 @@ def _specs() -> dict[str, dict]:
                 *_server("albert_api.py"),
                 ("file", "/opt/standin/py/facts.py", _src("facts.py"), 0o644),
                 ("file", "/opt/standin/py/api_config.py", _src("api_config.py"), 0o644),
+                ("file", "/opt/standin/py/pg_login.py", _src("pg_login.py"), 0o644),
                 *_yaml_package(),
                 *_python_on_path("/usr/local/bin"),
                 *_users("albert:1100:/home/albert"),
