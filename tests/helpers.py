@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 PROFILES = sorted((REPO / "profiles").glob("*.yaml"))
 STANDIN_PROFILES = Path(__file__).resolve().parent / "profiles"
 FULL, SMALL = STANDIN_PROFILES / "standins.yaml", STANDIN_PROFILES / "standins-small.yaml"
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "albert-config-samples"
+# Albert API configs written for the tests from each release's schema (see the comment atop each).
+SAMPLES = Path(__file__).resolve().parent / "data" / "albert-configs"
 
 
 def compose_binary() -> str:

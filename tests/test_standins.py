@@ -206,7 +206,35 @@ def test_postgres_is_ready_only_once_it_listens_on_tcp(stand: Stand) -> None:
     assert run_check(postgres, test) == (2, "127.0.0.1:5432 - no response\n")
     wait_for(lambda: passes(postgres, test), "postgres' health check")
     _, facts = run_check(postgres, ("CMD-SHELL", "cat $PGDATA/PG_VERSION; stat -c %U /proc/1"))
-    assert facts.split() == ["16", "postgres"]
+    assert facts.split() == ["15", "postgres"]  # Debian 12 packages 15; the plan pins postgres:16
+
+
+def test_real_postgres_checks_the_password_and_keeps_its_data_across_restarts(
+    stand: Stand, docker_client: Any, docker_labels: dict[str, str]
+) -> None:
+    volume = docker_client.volumes.create(labels=docker_labels)
+    data = {volume.name: {"bind": "/var/lib/postgresql/data", "mode": "rw"}}
+    test = databases.postgres(stand.images["postgres"]).healthcheck.test
+    postgres = stand.run("postgres", environment=QUIET_POSTGRES, volumes=data)
+    wait_for(lambda: passes(postgres, test), "postgres' health check", timeout=30)
+
+    def psql(password: str, sql: str) -> tuple[int, str]:  # over TCP: scram-sha-256, as postgres:16
+        command = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "api", "-tAc", sql]
+        code, out = postgres.exec_run(command, environment={"PGPASSWORD": password})
+        return code, out.decode(errors="replace")
+
+    assert psql("pg-secret", "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('yes')")[0] == 0
+    code, out = psql("wrong", "SELECT 1")
+    assert code != 0 and "password authentication failed" in out
+    postgres.restart(timeout=20)  # STOPSIGNAL SIGINT: a fast shutdown, then the same volume again
+    wait_for(lambda: passes(postgres, test), "postgres after a restart", timeout=30)
+    assert psql("pg-secret", "SELECT v FROM kept") == (0, "yes\n")
+    # A new password on an initialised volume is ignored, as with postgres:16.
+    postgres.remove(force=True)
+    again = stand.run("postgres", environment={**QUIET_POSTGRES, "POSTGRES_PASSWORD": "new"}, volumes=data)
+    wait_for(lambda: passes(again, test), "postgres on the old volume", timeout=30)
+    postgres = again
+    assert psql("new", "SELECT 1")[0] != 0 and psql("pg-secret", "SELECT v FROM kept") == (0, "yes\n")
 
 
 def test_postgres_without_a_password_refuses_to_initialise(stand: Stand) -> None:
@@ -300,7 +328,7 @@ def put_file(container: Any, path: str, data: bytes) -> None:
 
 def test_api_0_2_0_starts_after_its_models_and_checks_run_inside_it(stand: Stand, tmp_path: Path) -> None:
     models = start_stack(stand)
-    (tmp_path / "config.yml").write_text(CONFIG_0_2_0)
+    (tmp_path / "config.yml").write_text(CONFIG_0_2_0 + "monitoring: {postgres: {enabled: true}, prometheus: {}}\n")
     service = r0_2_0.api_service(stand.images["albert-api"], {})
     api = stand.run(
         "albert-api",
@@ -367,6 +395,23 @@ def test_api_0_2_0_starts_after_its_models_and_checks_run_inside_it(stand: Stand
     # The host's way, through the published port.
     (result,) = check.run_checks([{**jobs[2], "url": url}], timeout=5)
     assert result["ok"], result
+    # Monitoring on: usage rows for the requests through the API, /metrics for the master key.
+    state = json.loads(get(url + "/standin/state")[1])
+    assert state["usage_rows"] >= 3 and [p["ok"] for p in state["probes"] if p["what"] == "postgres"] == [True]
+    assert get(url + "/metrics")[0] == 403 and get(url + "/metrics", "mk")[0] == 200
+
+
+def test_api_0_2_0_exits_when_postgres_refuses_its_password(stand: Stand, tmp_path: Path) -> None:
+    start_stack(stand)
+    (tmp_path / "config.yml").write_text(CONFIG_0_2_0)
+    api = stand.run(
+        "albert-api",
+        alias="api",
+        environment={**API_ENV, "POSTGRES_PASSWORD": "wrong"},
+        volumes={str(tmp_path / "config.yml"): {"bind": "/config.yml", "mode": "ro"}},
+    )
+    assert api.wait(timeout=30)["StatusCode"] == 1
+    assert 'password authentication failed for user "postgres"' in api.logs().decode()
 
 
 def test_api_0_2_0_exits_when_its_embeddings_model_is_down(stand: Stand, tmp_path: Path) -> None:
@@ -394,6 +439,20 @@ clients:
     search: {type: qdrant, args: {url: "http://qdrant", api_key: "${QDRANT_API_KEY}"}}
   internet: {type: duckduckgo, args: {}}
 """
+
+
+def test_api_0_0_3_refuses_elasticsearch_by_that_name(stand: Stand, tmp_path: Path) -> None:
+    """The release's own name is `elastic` (see tests/standins/facts.py); it validates before any probe."""
+    (tmp_path / "config.yml").write_text(CONFIG_0_0_3.replace("type: qdrant", "type: elasticsearch"))
+    service = r0_0_3.api_service(stand.images["albert-api"], {})
+    api = stand.run(
+        "albert-api",
+        list(service.command),
+        environment={**{k: str(v) for k, v in service.environment.items()}, **API_ENV},
+        volumes={str(tmp_path / "config.yml"): {"bind": r0_0_3.RELEASE.config_mount, "mode": "ro"}},
+    )
+    assert api.wait(timeout=30)["StatusCode"] == 1
+    assert "Input should be 'elastic' or 'qdrant', got 'elasticsearch'" in api.logs().decode()
 
 
 def test_api_0_0_3_runs_the_renderers_command(stand: Stand, tmp_path: Path) -> None:

@@ -26,7 +26,6 @@ import argparse
 import base64
 import json
 import os
-import re
 import socket
 import struct
 import sys
@@ -34,28 +33,23 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import api_config
 import common
+import pg_login
 import yaml
+from facts import EMBEDDINGS, RERANK, SPEECH, TEXT_GENERATION, VISION, value
 
-TEXT_GENERATION, EMBEDDINGS = "text-generation", "text-embeddings-inference"
-SPEECH, RERANK, VISION = "automatic-speech-recognition", "text-classification", "image-text-to-text"
-# Which model types each route serves, and which 0.2.0 client types each model type accepts.
+# Which model types each route serves; which 0.2.0 client types each model type accepts (a fact).
 ROUTE_TYPES = {
     "chat": (TEXT_GENERATION, VISION),
     "embeddings": (EMBEDDINGS,),
     "transcriptions": (SPEECH,),
     "rerank": (RERANK,),
 }
-CLIENT_TYPES = {
-    TEXT_GENERATION: ("vllm", "openai", "albert"),
-    VISION: ("vllm", "openai", "albert"),
-    EMBEDDINGS: ("tei", "openai", "albert"),
-    RERANK: ("tei", "albert"),
-    SPEECH: ("openai", "albert"),
-}
+CLIENT_TYPES: dict = value("0.2.0 client types by model type")  # type: ignore[assignment]
 PROBE_TIMEOUT = 5.0
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # stack-internal: no proxy
 
@@ -91,6 +85,9 @@ class State:
     down: dict[str, str] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     probes: list[dict] = field(default_factory=list)
+    metrics: bool = False  # 0.2.0 monitoring.prometheus
+    log_usage: bool = False  # 0.2.0 monitoring.postgres
+    usage_rows: int = 0  # requests the real API would have written to postgres
 
     def record(self, what: str, target: str, ok: bool, detail: str) -> bool:
         self.probes.append({"what": what, "target": target, "ok": ok, "detail": detail, "at": time.time()})
@@ -107,6 +104,9 @@ class State:
             "models_down": self.down,
             "aliases": self.aliases,
             "probes": self.probes,
+            "metrics": self.metrics,
+            "log_usage": self.log_usage,
+            "usage_rows": self.usage_rows,
         }
 
 
@@ -156,32 +156,10 @@ def redis_ping(host: str, port: int, password: str | None, username: str | None)
 
 
 def postgres_login(url: str) -> None:
-    """Startup packet + cleartext password: enough to catch a wrong host, user, password or database."""
-    parts = urlsplit(url)
-    user, database = unquote(parts.username or ""), parts.path.lstrip("/") or unquote(parts.username or "")
-    with socket.create_connection((parts.hostname or "localhost", parts.port or 5432), timeout=PROBE_TIMEOUT) as sock:
-        body = struct.pack("!I", 196608) + f"user\0{user}\0database\0{database}\0\0".encode()
-        sock.sendall(struct.pack("!I", len(body) + 4) + body)
-        for _ in range(2):
-            kind, size = struct.unpack("!cI", sock.recv(5))
-            payload = sock.recv(size - 4)
-            if kind == b"E":
-                raise OSError(re.search(rb"M([^\0]*)", payload).group(1).decode())  # type: ignore[union-attr]
-            code = struct.unpack("!I", payload[:4])[0]
-            if kind != b"R" or code != 3:
-                return  # authenticated, or a method this stand-in does not speak: reachable either way
-            secret = unquote(parts.password or "").encode() + b"\0"
-            sock.sendall(b"p" + struct.pack("!I", len(secret) + 4) + secret)
+    pg_login.login(url, PROBE_TIMEOUT)
 
 
 # ---------------------------------------------------------------- config
-def substitute(text: str) -> str:
-    """0.2.0's rule: ${NAME} with NAME in [A-Z0-9_]; unset stays literal, set-but-empty becomes empty."""
-    for match in set(re.findall(r"\$\{[A-Z0-9_]*\}", text)):
-        text = text.replace(match, os.environ.get(match[2:-1], match))
-    return text
-
-
 def load(path: str) -> tuple[str, dict]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -192,7 +170,11 @@ def load(path: str) -> tuple[str, dict]:
         raw = yaml.safe_load(text)
         shape = "0.0.3" if isinstance(raw, dict) and isinstance(raw.get("clients"), dict) else "0.2.0"
         release = os.environ.get("STANDIN_RELEASE") or shape
-        data = yaml.safe_load(substitute(text)) if release == "0.2.0" else raw
+        if release == "0.2.0":
+            text, warnings = api_config.substitute(text, os.environ)
+            for warning in warnings:  # the release logs these, and starts anyway
+                common.log("albert-api", f"WARNING {warning}")
+        data = yaml.safe_load(text) if release == "0.2.0" else raw
     except yaml.YAMLError as err:
         raise StartupError(f"config is not valid YAML: {err}") from None
     if not isinstance(data, dict):
@@ -202,21 +184,15 @@ def load(path: str) -> tuple[str, dict]:
 
 # ---------------------------------------------------------------- startup, 0.2.0
 def start_0_2_0(state: State, cfg: dict) -> None:
+    _validate(api_config.validate_0_2_0, cfg)
+    state.metrics = api_config.monitoring_on(cfg, "0.2.0 metrics served when")
+    state.log_usage = api_config.monitoring_on(cfg, "0.2.0 usage logged when")
     state.master_key = (cfg.get("auth") or {}).get("master_key")
     dbs = cfg.get("databases") or []
     redis = [d for d in dbs if d.get("type") == "redis"]
     sql = [d for d in dbs if d.get("type") == "sql" and d.get("context", "api") == "api"]
-    stores = [d for d in dbs if d.get("type") in ("qdrant", "elasticsearch")]
+    stores = [d for d in dbs if d.get("type") in api_config.value("0.2.0 vector store types")]  # type: ignore[operator]
     models = [_model_0_2_0(m) for m in cfg.get("models") or []]
-    if len(redis) != 1 or len(sql) != 1 or len(stores) > 1:
-        raise StartupError(
-            "databases: exactly one redis, one sql (context api) and at most one vector store are required"
-        )
-    if len({m.id for m in models}) != len(models):
-        raise StartupError("models: duplicated id")
-    embeddings = {m.id for m in models if m.type == EMBEDDINGS}
-    if stores and stores[0].get("model") not in embeddings:
-        raise StartupError(f"Vector store model is not defined in models section with type {EMBEDDINGS}.")
 
     url = str((sql[0].get("args") or {}).get("url", ""))  # startup.sh runs migrations first
     if not _try(state, "postgres", url.split("@")[-1], lambda: postgres_login(url)):
@@ -295,7 +271,15 @@ def _store_check(store: dict) -> None:
 
 
 # ---------------------------------------------------------------- startup, 0.0.3
+def _validate(rules, cfg: dict) -> None:  # type: ignore[no-untyped-def]
+    try:
+        rules(cfg)
+    except api_config.ConfigRefused as err:
+        raise StartupError(f"1 validation error for Settings: {err}") from None
+
+
 def start_0_0_3(state: State, cfg: dict) -> None:
+    _validate(api_config.validate_0_0_3, cfg)
     clients = cfg.get("clients") or {}
     state.auth = bool(clients.get("auth"))
     for entry in clients.get("models") or []:
@@ -394,12 +378,16 @@ class ApiHandler(common.Handler):
             )
         if path == "/" and method == "GET" and st.release == "0.0.3":
             return self.send_json(200, {"message": "Hello World"})
-        if path not in ("/health", "/v1/models", *ROUTES):
+        metrics = path == api_config.value("0.2.0 metrics path") and st.release == "0.2.0" and st.metrics
+        if path not in ("/health", "/v1/models", *ROUTES) and not metrics:
             return self.send_json(404, {"detail": "Not Found"})
         if not self.authorized():
             return None
         if path == "/health":
             return self.send_raw(200, b"", "application/json")
+        if metrics:
+            text = f"albert_standin_usage_rows {st.usage_rows}\n".encode()
+            return self.send_raw(200, text, "text/plain; version=0.0.4")
         if path == "/v1/models" and method == "GET":
             data = [
                 {
@@ -413,6 +401,7 @@ class ApiHandler(common.Handler):
             ]
             return self.send_json(200, {"object": "list", "data": data})
         if method == "POST" and path in ROUTES:
+            st.usage_rows += st.log_usage  # the release's hook writes one usage row per request
             return self.proxy(ROUTES[path])
         self.send_json(405, {"detail": "Method Not Allowed"})
 

@@ -2,7 +2,9 @@
 """Build the stand-in images that integration tests run instead of the real ones.
 
 Test machines reach no container registry, so vllm/vllm-openai, TEI, whisper-openai-api, the
-Albert API, redis-stack, postgres and qdrant cannot be pulled. Each stand-in copies what the
+Albert API, redis-stack, postgres and qdrant cannot be pulled. Redis and postgres are the real
+servers, copied from Debian's packages on the host (as Python is) behind the official images'
+entrypoint contracts; the others are stand-ins. Each stand-in copies what the
 outside world sees of its real image (entrypoint and flags, port, user, paths, and the tools its
 health check needs: curl, redis-cli, pg_isready, bash with /dev/tcp, head, grep, python3) and
 lacks what the real one lacks (no curl in qdrant, redis or the API; no python3 on PATH in TEI,
@@ -43,6 +45,13 @@ HOST_PYTHON = Path("/usr/bin/python3.11")  # Debian's python3.11-minimal
 HOST_STDLIB = Path("/usr/lib/python3.11")
 HOST_BASH = Path("/bin/bash")
 HOST_BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static
+# The real database servers, from Debian's packages, copied into images like Python is.
+HOST_REDIS = Path("/usr/bin/redis-check-rdb")  # redis-tools: the multi-call binary, run as redis-server
+HOST_REDIS_CLI = Path("/usr/bin/redis-cli")
+PG = Path("/usr/lib/postgresql/15")  # postgresql-15: bin/ and lib/ (extensions, encodings)
+PG_SHARE = Path("/usr/share/postgresql/15")  # what initdb loads
+PG_TOOLS = ("postgres", "initdb", "pg_ctl", "pg_isready", "psql")
+ZONEINFO = Path("/usr/share/zoneinfo")  # Debian builds postgres with the system's time zones
 STDLIB_SKIP = {
     "test",
     "idlelib",
@@ -130,11 +139,12 @@ Entry = tuple[str, str, object, int]  # (kind: file|dir|link, path, bytes or lin
 def _check_host() -> None:
     # http/server.py and wave.py come with libpython3.11-stdlib, not with python3.11-minimal.
     needed = (HOST_PYTHON, HOST_STDLIB / "http" / "server.py", HOST_STDLIB / "wave.py", HOST_BASH, HOST_BUSYBOX)
+    needed += (HOST_REDIS, HOST_REDIS_CLI, PG_SHARE / "postgres.bki", *(PG / "bin" / t for t in PG_TOOLS))
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise RuntimeError(
-            f"cannot build the test stand-in images: missing {', '.join(missing)} "
-            "(apt-get install -y python3.11-minimal libpython3.11-stdlib busybox-static bash)"
+            f"cannot build the test images: missing {', '.join(missing)} (bash scripts/setup-test-env.sh, or "
+            "apt-get install -y python3.11-minimal libpython3.11-stdlib busybox-static bash redis-tools postgresql-15)"
         )
 
 
@@ -272,6 +282,39 @@ def _server(module: str) -> list[Entry]:
     ]
 
 
+def _host_tree(root: Path, skip: tuple[str, ...] = ()) -> list[Entry]:
+    """Every file under ``root`` at the same path in the image (links dereferenced)."""
+    found: list[Entry] = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not any(part in skip for part in path.relative_to(root).parts):
+            found.append(("file", str(path), path.read_bytes(), path.stat().st_mode & 0o755))
+    return found
+
+
+def _with_libraries(entries: list[Entry]) -> list[Entry]:
+    """The entries plus every shared library their binaries and modules load, from the host."""
+    binaries = [Path(p) for kind, p, _, mode in entries if kind == "file" and (mode & 0o111 or p.endswith(".so"))]
+    have = {e[1] for e in entries}
+    libs = sorted(lib for lib in _shared_libraries(binaries) if lib not in have)
+    return [*entries, *(("file", lib, Path(lib).read_bytes(), 0o755) for lib in libs)]
+
+
+def _redis_server() -> list[Entry]:
+    return _with_libraries(
+        [
+            ("file", "/usr/bin/redis-server", HOST_REDIS.read_bytes(), 0o755),
+            ("file", "/usr/bin/redis-cli", HOST_REDIS_CLI.read_bytes(), 0o755),
+        ]
+    )
+
+
+def _postgres_server() -> list[Entry]:
+    tools = [("file", str(PG / "bin" / t), (PG / "bin" / t).read_bytes(), 0o755) for t in PG_TOOLS]
+    # No JIT: llvmjit needs LLVM (100 MB) and is off unless asked for.
+    modules = [e for e in _host_tree(PG / "lib", skip=("bitcode",)) if not e[1].endswith(("llvmjit.so", ".bc"))]
+    return [*_with_libraries([*tools, *modules]), *_host_tree(PG_SHARE), *_host_tree(ZONEINFO)]
+
+
 def _curl() -> list[Entry]:
     return [("file", "/usr/bin/curl", _shim("curl"), 0o755)]
 
@@ -324,6 +367,9 @@ def _specs() -> dict[str, dict]:
         "albert-api": {
             "files": [
                 *_server("albert_api.py"),
+                ("file", "/opt/standin/py/facts.py", _src("facts.py"), 0o644),
+                ("file", "/opt/standin/py/api_config.py", _src("api_config.py"), 0o644),
+                ("file", "/opt/standin/py/pg_login.py", _src("pg_login.py"), 0o644),
                 *_yaml_package(),
                 *_python_on_path("/usr/local/bin"),
                 *_users("albert:1100:/home/albert"),
@@ -337,19 +383,19 @@ def _specs() -> dict[str, dict]:
             "tail": 'USER 1100\nWORKDIR /home/albert\nCMD ["/startup.sh"]\n',
         },
         "redis": {
+            # Debian's real redis 7.0 behind redis-stack-server's entrypoint contract.
             "files": [
-                *_server("redis_server.py"),
-                ("file", "/usr/bin/redis-cli", _shim("redis-cli"), 0o755),
+                *_redis_server(),
                 ("file", "/entrypoint.sh", _shim("redis-entrypoint.sh"), 0o755),
                 ("dir", "/data", None, 0o755),
             ],
             "tail": 'WORKDIR /data\nEXPOSE 6379\nCMD ["/entrypoint.sh"]\n',
         },
         "postgres": {
+            # Debian's real postgresql-15 behind postgres:16's entrypoint contract.
             "files": [
-                *_server("postgres_server.py"),
+                *_postgres_server(),
                 *_users("postgres:999:/var/lib/postgresql"),
-                ("file", "/usr/lib/postgresql/16/bin/pg_isready", _shim("pg_isready"), 0o755),
                 ("file", "/usr/local/bin/docker-entrypoint.sh", _shim("postgres-entrypoint.sh"), 0o755),
             ],
             "owned": (
@@ -357,7 +403,7 @@ def _specs() -> dict[str, dict]:
                 [("dir", "/var/lib/postgresql/data", None, 0o700), ("dir", "/var/run/postgresql", None, 0o2777)],
             ),
             "tail": (
-                f"ENV PATH={PATH}:/usr/lib/postgresql/16/bin PGDATA=/var/lib/postgresql/data\n"
+                f"ENV PATH={PATH}:{PG}/bin PGDATA=/var/lib/postgresql/data TZ=Etc/UTC\n"
                 "VOLUME /var/lib/postgresql/data\nSTOPSIGNAL SIGINT\nEXPOSE 5432\n"
                 'ENTRYPOINT ["docker-entrypoint.sh"]\nCMD ["postgres"]\n'
             ),

@@ -21,6 +21,8 @@ IMAGES = {
     "elasticsearch": "docker.elastic.co/elasticsearch/elasticsearch:8.15.3",
 }
 EXPANDED_CONFIG = "/tmp/config.yml"
+# The release's own names (app/schemas/settings.py:64 at 0.0.3): Elasticsearch is "elastic".
+SEARCH_TYPES = ("elastic", "qdrant")
 
 # Expands ${VAR} from the environment into a private file, then becomes the API server.
 _EXPAND_AND_RUN = (
@@ -80,10 +82,8 @@ def validate_config(data: Any) -> None:
         cache.get("type") == "redis" and "port" in (cache.get("args") or {}),
         "clients.databases.cache must be redis with a port",
     )
-    _require(
-        (dbs.get("search") or {}).get("type") in ("qdrant", "elasticsearch"),
-        "clients.databases.search must be qdrant or elasticsearch",
-    )
+    search = (dbs.get("search") or {}).get("type")
+    _require(search in SEARCH_TYPES, f"clients.databases.search.type must be one of {SEARCH_TYPES}, got {search!r}")
 
 
 def _require(condition: object, message: str) -> None:

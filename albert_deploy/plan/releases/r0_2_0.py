@@ -30,6 +30,9 @@ CLIENT_TYPES = {
     SPEECH: ("openai", "albert"),
 }
 MASTER_KEY = Ref("MASTER_KEY")
+DATABASE_TYPES = ("qdrant", "elasticsearch", "redis", "sql")  # app/schemas/core/settings.py:29-33
+# Monitoring albert-deploy turns on: usage rows in postgres, and /metrics (app/schemas/core/settings.py:238-240).
+MONITORING = ("postgres", "prometheus")
 
 
 def api_service(image: str, environment: dict[str, Any]) -> Service:
@@ -95,6 +98,8 @@ def validate_config(data: Any) -> None:
     dbs = data.get("databases")
     _require(isinstance(dbs, list), "databases must be a list")
     kinds = [d.get("type") for d in dbs]
+    unknown = sorted(set(map(str, kinds)) - set(DATABASE_TYPES))
+    _require(not unknown, f"database types must be among {DATABASE_TYPES}, got {unknown}")
     _require(kinds.count("redis") == 1, "exactly one redis database is required")
     sql = [d for d in dbs if d.get("type") == "sql" and d.get("context", "api") == "api"]
     _require(len(sql) == 1, "exactly one sql database with context api is required")
@@ -108,6 +113,19 @@ def validate_config(data: Any) -> None:
         stores[0].get("model") in embedding_ids,
         f"the vector store's model must be an embeddings model id, got {stores[0].get('model')}",
     )
+    _check_monitoring(data)
+
+
+def _check_monitoring(data: dict[str, Any]) -> None:
+    """Usage rows and /metrics are off when absent (app/utils/hooks_decorator.py:206, app/factory.py:143)."""
+    monitoring = data.get("monitoring") or {}
+    _require(monitoring, "monitoring is missing: usage would not be recorded, nor metrics served")
+    for key in MONITORING:
+        section = monitoring.get(key)
+        _require(
+            isinstance(section, dict) and section.get("enabled", True) is True,
+            f"monitoring.{key}.enabled must be true (the default albert-deploy renders)",
+        )
 
 
 def _require(condition: object, message: str) -> None:
