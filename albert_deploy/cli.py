@@ -195,7 +195,7 @@ def logs(service: str, profile: str | None, project: str | None, follow: bool, t
     from albert_deploy import commands
 
     stream = run(lambda: commands.logs(profile, service, project=project, follow=follow, tail=tail))
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     try:
         for chunk in stream:
             out.write(chunk)

@@ -353,25 +353,25 @@ def test_names_kubernetes_refuses_become_service_names_in_the_config() -> None:
         render(data)
 
 
-def test_render_target_kubernetes_on_the_command_line(tmp_path: Path) -> None:
+def test_render_target_kubernetes_on_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        result = runner.invoke(cli, ["render", "--target", "kubernetes", "-o", "k8s"])
-        assert result.exit_code == 0, result.output
-        assert sorted(p.name for p in Path("k8s").iterdir()) == sorted(
-            ["namespace.yaml", "secret.yaml", "configmap.yaml", "persistentvolumeclaims.yaml", "deployments.yaml",
-             "statefulsets.yaml", "services.yaml", "kustomization.yaml"]
-        )  # fmt: skip
-        assert "Apply it with: kubectl apply -k " in result.stdout
-        assert result.stdout.count(" Deployment ") == 5 and result.stdout.count(" StatefulSet ") == 3
-        # The compose output is its own directory.
-        assert runner.invoke(cli, ["render", "-o", "compose"]).exit_code == 0
-        refused = runner.invoke(cli, ["render", "--target", "kubernetes", "-o", "compose"])
-        assert refused.exit_code == 1
-        assert "holds a Docker Compose rendering" in refused.stderr
-        bad = runner.invoke(cli, ["render", "--target", "helm"])
-        assert bad.exit_code == 2
-        assert "'helm' is not one of 'compose', 'kubernetes'" in bad.stderr
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["render", "--target", "kubernetes", "-o", "k8s"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in Path("k8s").iterdir()) == sorted(
+        ["namespace.yaml", "secret.yaml", "configmap.yaml", "persistentvolumeclaims.yaml", "deployments.yaml",
+         "statefulsets.yaml", "services.yaml", "kustomization.yaml"]
+    )  # fmt: skip
+    assert "Apply it with: kubectl apply -k " in result.stdout
+    assert result.stdout.count(" Deployment ") == 5 and result.stdout.count(" StatefulSet ") == 3
+    # The compose output is its own directory.
+    assert runner.invoke(cli, ["render", "-o", "compose"]).exit_code == 0
+    refused = runner.invoke(cli, ["render", "--target", "kubernetes", "-o", "compose"])
+    assert refused.exit_code == 1
+    assert "holds a Docker Compose rendering" in refused.stderr
+    bad = runner.invoke(cli, ["render", "--target", "helm"])
+    assert bad.exit_code == 2
+    assert "'helm' is not one of 'compose', 'kubernetes'" in bad.stderr
 
 
 def test_an_unreadable_previous_secret_stops_the_render(tmp_path: Path) -> None:

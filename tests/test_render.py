@@ -49,13 +49,13 @@ def test_default_profile_matches_golden_files(tmp_path: Path) -> None:
         assert text == (GOLDEN / golden).read_text(), f"{produced} differs from tests/golden/default/{golden}"
 
 
-def test_render_without_arguments_writes_deploy_in_cwd(tmp_path: Path) -> None:
+def test_render_without_arguments_writes_deploy_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        result = runner.invoke(cli, ["render"])
-        assert result.exit_code == 0, result.output
-        assert sorted(p.name for p in Path("deploy").iterdir()) == [".env", "RUNBOOK.md", "compose.yml", "config.yml"]
-        assert "Rendered <embedded default profile> (Albert API 0.2.0)" in result.stdout
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["render"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in Path("deploy").iterdir()) == [".env", "RUNBOOK.md", "compose.yml", "config.yml"]
+    assert "Rendered <embedded default profile> (Albert API 0.2.0)" in result.stdout
 
 
 def profile_variants() -> list[tuple[Path, str, str]]:
