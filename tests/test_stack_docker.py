@@ -268,4 +268,4 @@ def test_dry_run_touches_nothing(deploy: Callable[..., Deployment]) -> None:
     assert result.exit_code == 0, result.output
     assert {a["action"] for a in json.loads(result.stdout)["actions"]} == {"create"}
     assert d.ids() == {} and not d.out.exists()
-    assert commands.plan(str(d.profile), d.out)["changes"] == 5
+    assert commands.diff(str(d.profile), d.out)["changes"] == 5
