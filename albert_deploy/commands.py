@@ -47,7 +47,7 @@ def render(profile_path: str | None, out_dir: Path, target: str = "compose") -> 
 
 def placement(profile_path: str | None) -> dict[str, Any]:
     """Which GPU each model gets, its memory budget and the derived server flags."""
-    from albert_deploy.placement.place import format_placement, placement_report
+    from albert_deploy.placement.report import format_placement, placement_report
     from albert_deploy.plan.build import place_models
 
     source = profile_path or DEFAULT_PROFILE

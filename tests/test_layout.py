@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,11 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _is_module(name: str) -> bool:
+    relative = Path(*name.split(".")[1:])
+    return (PACKAGE / relative).with_suffix(".py").is_file() or (PACKAGE / relative / "__init__.py").is_file()
+
+
 def _imports(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = []
@@ -56,8 +62,10 @@ def _imports(path: Path) -> list[tuple[int, str]]:
                 module = ".".join([*base, node.module] if node.module else base)
             else:
                 module = node.module or ""
-            found += [(node.lineno, module)]
-            found += [(node.lineno, f"{module}.{a.name}") for a in node.names if module == "albert_deploy"]
+            # `from package import module` names the module itself.
+            found += [
+                (node.lineno, f"{module}.{a.name}" if _is_module(f"{module}.{a.name}") else module) for a in node.names
+            ]
     return [(line, name) for line, name in found if name.startswith("albert_deploy.")]
 
 
@@ -69,6 +77,14 @@ def test_imports_run_from_later_stages_to_earlier_ones(path: Path) -> None:
     here = _stage(_module_name(path))
     later = [f"line {line}: {name}" for line, name in _imports(path) if _stage(name) > here]
     assert not later, f"{path.relative_to(PACKAGE)} imports a later stage: {later}"
+
+
+def test_no_import_cycles() -> None:
+    graph = {_module_name(path): {name for _, name in _imports(path) if _is_module(name)} for path in MODULES}
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as err:
+        raise AssertionError(f"import cycle: {' -> '.join(err.args[1])}") from None
 
 
 def test_the_checker_sees_a_backward_import(tmp_path: Path) -> None:

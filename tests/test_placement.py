@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from albert_deploy.errors import PlacementError
 from albert_deploy.placement import inventory
 from albert_deploy.placement import place as pl
-from albert_deploy.placement.place import GIB, MIB, detect_gpus, format_placement, place, placement_report
+from albert_deploy.placement.place import GIB, MIB, detect_gpus, place
+from albert_deploy.placement.report import format_placement, placement_report
 from albert_deploy.profile.model import Profile
 
 LLM = "AgentPublic/guillaumetell-7b"

@@ -42,7 +42,6 @@ from albert_deploy.placement.memory import (
     _Need,
     _need,
 )
-from albert_deploy.placement.report import format_placement, placement_report
 from albert_deploy.placement.search import Strategy, _Ctx, _groups, _kv_of, _resolve_pins, _Run, _run, _Slot
 from albert_deploy.profile.gpus import Gpu
 from albert_deploy.profile.model import HostedModel, Profile
@@ -71,9 +70,7 @@ __all__ = [
     "Request",
     "Strategy",
     "detect_gpus",
-    "format_placement",
     "place",
-    "placement_report",
 ]
 
 
