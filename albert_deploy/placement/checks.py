@@ -62,7 +62,7 @@ def _check_pinned_alone(ctx: _Ctx, need: _Need) -> None:
         if size > g.usable:
             _blame_keep_free(need, g, size)
             raise PlacementError(
-                f"models.{need.pos}.gpus: {need.name} needs {gb(size)} on {g.label}, which has {gb(g.total)} "
+                f"models.{need.pos}.{_key_at_fault(need)}: {need.name} needs {gb(size)} on {g.label}, which has {gb(g.total)} "
                 f"({gb(g.usable)} usable): {_remedies(ctx, need, g)}"
             )
 
@@ -89,6 +89,10 @@ def _blame_keep_free(need: _Need, gpu: _Gpu, size: int) -> None:
             f"gpu_keep_free: {gb(gpu.keep_free)} kept free leaves {gb(max(gpu.usable, 0))} usable on {gpu.label} "
             f"({gb(gpu.total)}), and {need.name} needs {gb(size)}: keep less free, or use a larger GPU"
         )
+
+
+def _key_at_fault(need: _Need) -> str:
+    return "max_num_seqs" if _seqs_set(need) else "gpus"
 
 
 def _seqs_set(need: _Need) -> bool:

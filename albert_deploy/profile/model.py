@@ -70,6 +70,13 @@ class HostedModel(Strict):
             raise ValueError("must be one printable line without surrounding spaces")
         return value
 
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML's `true` is not one GPU
+            raise ValueError(f"{str(value).lower()} is not a GPU request: give auto, cpu, a count or a list of GPUs")
+        return value
+
     @field_validator("args")
     @classmethod
     def _args_one_line(cls, value: list[str]) -> list[str]:
