@@ -107,6 +107,22 @@ BAD_PROFILES = {
         "gpu_keep_free: 20.0 GB kept free leaves 3.6 GB usable on GPU 0 (NVIDIA L4) (24.2 GB), and "
         "guillaumetell-7b needs 17.7 GB: keep less free, or use a larger GPU",
     ),
+    "keep_free_infinite": (
+        "gpu_keep_free: .inf\nmodels:\n" + E5,
+        "gpu_keep_free: inf is more bytes than Docker and Kubernetes can hold: give a real size",
+    ),
+    "keep_free_nan": (
+        "gpu_keep_free: .nan\nmodels:\n" + E5,
+        "gpu_keep_free: nan is not a size: write it as 24GB, 24GiB or 81559MiB",
+    ),
+    "memory_past_a_float": (
+        "models:\n" + E5 + "    memory: " + "9" * 400 + "GB\n",
+        f"models.0.memory: {'9' * 400}GB is more bytes than Docker and Kubernetes can hold: give a real size",
+    ),
+    "tp_short_flag": (
+        "models:\n" + E5 + LLM + '    args: ["-tp=2"]\n',
+        "models.1.args: -tp is managed by albert-deploy: use models.1.gpus (a count or a list of GPUs)",
+    ),
     "max_num_seqs_beyond_bound": (
         H100 + "models:\n" + E5 + LLM + "    max_num_seqs: 1000000000\n",
         "models.1.max_num_seqs: 1000000000 is too large: at most 16384",

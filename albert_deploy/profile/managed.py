@@ -39,6 +39,7 @@ MANAGED_FLAGS: dict[str, dict[str, str]] = {
         "--max-model-len": "use {at}.max_model_len",
         "--gpu-memory-utilization": "the placement sets it from {at}.gpus and gpu_keep_free",
         "--tensor-parallel-size": "use {at}.gpus (a count or a list of GPUs)",
+        "-tp": "use {at}.gpus (a count or a list of GPUs)",  # vllm/engine/arg_utils.py's short form
         "--max-num-seqs": "use {at}.max_num_seqs",
         "--download-dir": _CACHE,
     },
@@ -72,8 +73,10 @@ def key_variable(model_name: str) -> str:
 
 
 def _flag(arg: str) -> str:
-    # `--x=value` and `--x value` alike; vLLM also reads `--max_model_len` as `--max-model-len`.
-    return arg.split("=", 1)[0].replace("_", "-") if arg.startswith("--") else arg
+    # `--x=value` and `--x value` alike; vLLM also reads `--max_model_len` as `--max-model-len`
+    # (FlexibleArgumentParser, vllm/utils); `-tp=2` as `-tp 2`.
+    name = arg.split("=", 1)[0]
+    return name.replace("_", "-") if name.startswith("--") else name
 
 
 def check_managed(index: int, server: str, name: str, args: list[str], env: dict[str, str]) -> None:

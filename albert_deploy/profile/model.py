@@ -48,8 +48,16 @@ class HostedModel(Strict):
     )
     gpus: GpuRequest = "auto"
     image: ImageReference | None = Field(None, description="Override the catalog's pinned image.")
-    args: list[str] = Field(default_factory=list, description="Extra server arguments, appended.")
-    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str] = Field(default_factory=dict)
+    args: list[str] = Field(
+        default_factory=list,
+        description="Extra server arguments, appended. Flags albert-deploy sets (--port, --api-key, --model, "
+        "…) are refused: the message names the key to use.",
+    )
+    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str] = Field(
+        default_factory=dict,
+        description="Extra server variables. Variables albert-deploy sets (the API key, HF_TOKEN, HF_HOME, …) "
+        "are refused.",
+    )
     port: Port | None = Field(None, description="Publish the server on this host port (127.0.0.1).")
     served_model_name: str | None = Field(
         None, min_length=1, description="Id the server reports. Default: the model id."
