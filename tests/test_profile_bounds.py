@@ -73,7 +73,16 @@ BAD_PROFILES = {
     ),
     "gpu_count_true": (
         "models:\n" + E5 + "    gpus: true\n",
-        "models.0.gpus: true is not a GPU request: give auto, cpu, a count or a list of GPUs",
+        "models.0.gpus: true and false are not GPUs: give auto, cpu, a count or a list of GPU indexes or UUIDs",
+    ),
+    "gpu_pin_true": (
+        "models:\n" + E5 + "    gpus: [0, true]\n",
+        "models.0.gpus: true and false are not GPUs: give auto, cpu, a count or a list of GPU indexes or UUIDs",
+    ),
+    "toleration_seconds_true": (
+        "kubernetes:\n  tolerations: [{key: k, operator: Exists, effect: NoExecute, tolerationSeconds: true}]\n"
+        "models:\n" + E5,
+        "kubernetes.tolerations.0.tolerationSeconds: true is not a whole number: write the number without quotes",
     ),
     "image_with_spaces": (
         "models:\n" + E5 + "    image: not a valid image\n",

@@ -81,8 +81,9 @@ class HostedModel(Strict):
     @field_validator("gpus", mode="before")
     @classmethod
     def _not_a_boolean(cls, value: Any) -> Any:
-        if isinstance(value, bool):  # YAML's `true` is not one GPU
-            raise ValueError(f"{str(value).lower()} is not a GPU request: give auto, cpu, a count or a list of GPUs")
+        # YAML's `true` is not one GPU, nor GPU 1.
+        if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
+            raise ValueError("true and false are not GPUs: give auto, cpu, a count or a list of GPU indexes or UUIDs")
         return value
 
     @field_validator("args")
