@@ -116,6 +116,13 @@ BAD_PROFILES = {
         "gpu_keep_free: 20.0 GB kept free leaves 3.6 GB usable on GPU 0 (NVIDIA L4) (24.2 GB), and "
         "guillaumetell-7b needs 17.7 GB: keep less free, or use a larger GPU",
     ),
+    "keep_free_leaves_too_little_unpinned": (
+        "gpus: {count: 1, name: NVIDIA L4}\ngpu_keep_free: 20GB\nmodels:\n"
+        + E5
+        + "  - model: AgentPublic/guillaumetell-7b\n",
+        "gpu_keep_free: 20.0 GB kept free leaves 3.6 GB usable on GPU 0 (NVIDIA L4) (24.2 GB), and "
+        "guillaumetell-7b needs 17.7 GB: keep less free, or use a larger GPU",
+    ),
     "keep_free_infinite": (
         "gpu_keep_free: .inf\nmodels:\n" + E5,
         "gpu_keep_free: inf is more bytes than Docker and Kubernetes can hold: give a real size",

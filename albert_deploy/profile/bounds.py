@@ -25,7 +25,8 @@ MAX_NUM_SEQS = 16384
 MAX_MODEL_LEN = 2**24
 
 
-def strict_int(ge: int, le: int, description: str) -> Any:
+def optional_int(ge: int, le: int, description: str) -> Any:
+    """An optional whole number within [ge, le]; booleans and quoted numbers refused."""
     return Field(None, ge=ge, le=le, strict=True, description=description)
 
 

@@ -15,7 +15,7 @@ from albert_deploy import catalog
 from albert_deploy.catalog import RELEASES
 from albert_deploy.profile import bounds
 from albert_deploy.profile.api import Api
-from albert_deploy.profile.bounds import ImageReference, Port, strict_int
+from albert_deploy.profile.bounds import ImageReference, Port, optional_int
 from albert_deploy.profile.gpus import GpuInventory, declared_memory
 from albert_deploy.profile.kubernetes import Kubernetes
 from albert_deploy.profile.managed import check_key_variables, check_managed
@@ -62,12 +62,12 @@ class HostedModel(Strict):
     served_model_name: str | None = Field(
         None, min_length=1, description="Id the server reports. Default: the model id."
     )
-    max_model_len: int | None = strict_int(16, bounds.MAX_MODEL_LEN, "vLLM context length.")
-    max_num_seqs: int | None = strict_int(
+    max_model_len: int | None = optional_int(16, bounds.MAX_MODEL_LEN, "vLLM context length.")
+    max_num_seqs: int | None = optional_int(
         1, bounds.MAX_NUM_SEQS, "vLLM concurrent sequences the KV cache is sized for."
     )
     memory: Size | None = Field(None, description="Override the weights' size estimate, e.g. 20GB.")
-    health_start_period: int | None = strict_int(
+    health_start_period: int | None = optional_int(
         0, bounds.MAX_START_PERIOD_S, "Seconds allowed for loading before health counts."
     )
 
