@@ -23,6 +23,8 @@ _UNITS = {
 }  # fmt: skip
 GB = 10**9
 MB = 10**6
+# Docker and Kubernetes hold byte counts in a signed 64-bit integer.
+MAX_BYTES = 2**63 - 1
 
 
 class Size(int):
@@ -34,14 +36,23 @@ class Size(int):
         if isinstance(value, bool):
             raise ValueError("give a size such as 24GB or 81559MiB")
         if isinstance(value, (int, float)):
+            if value != value:  # YAML's .nan
+                raise ValueError(f"{value} is not a size: write it as 24GB, 24GiB or 81559MiB")
             if value < 0:
                 raise ValueError(f"{value} is negative: give a size such as 24GB, or 0")
-            return cls(int(value))
+            return cls._bounded(value, value)
         match = _PATTERN.match(str(value))
         if not match:
             raise ValueError(f"'{value}' is not a size: write it as 24GB, 24GiB or 81559MiB")
         number, unit = match.groups()
-        return cls(int(float(number) * _UNITS[(unit or "b").lower()]))
+        return cls._bounded(float(number) * _UNITS[(unit or "b").lower()], value)
+
+    @classmethod
+    def _bounded(cls, count: float, written: Any) -> Size:
+        # Compared before int(): YAML's .inf, and digits past a float's range, are infinite.
+        if count > MAX_BYTES:
+            raise ValueError(f"{written} is more bytes than Docker and Kubernetes can hold: give a real size")
+        return cls(int(count))
 
     def gb(self, digits: int = 1) -> str:
         """Decimal gigabytes, as the placement's messages and tables show them: ``24.0 GB``."""

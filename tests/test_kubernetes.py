@@ -347,9 +347,8 @@ def test_names_kubernetes_refuses_become_service_names_in_the_config() -> None:
     assert model["id"] == "e5.large_v2"  # clients keep the profile's name
     assert model["clients"][0]["args"]["api_url"] == "http://e5-large-v2:80"
     data["models"].append({"model": "BAAI/bge-reranker-v2-m3", "name": "e5-large.v2", "gpus": "cpu"})
-    with pytest.raises(
-        ProfileError, match=re.escape("'e5.large_v2' and 'e5-large.v2' would both be the Kubernetes Service")
-    ):
+    # The profile refuses them first: both names would also share one API-key variable.
+    with pytest.raises(ProfileError, match=re.escape("'e5-large.v2' and 'e5.large_v2' (models.0) would both read")):
         render(data)
 
 

@@ -60,8 +60,9 @@ def _check_pinned_alone(ctx: _Ctx, need: _Need) -> None:
     for p, size in zip(positions, sizes, strict=True):
         g = ctx.gpus[p]
         if size > g.usable:
+            _blame_keep_free(need, g, size)
             raise PlacementError(
-                f"models.{need.pos}.gpus: {need.name} needs {gb(size)} on {g.label}, which has {gb(g.total)} "
+                f"models.{need.pos}.{_key_at_fault(need)}: {need.name} needs {gb(size)} on {g.label}, which has {gb(g.total)} "
                 f"({gb(g.usable)} usable): {_remedies(ctx, need, g)}"
             )
 
@@ -71,18 +72,41 @@ def _too_big_error(ctx: _Ctx, need: _Need) -> PlacementError:
         return PlacementError(f"{need.name} needs a GPU and the profile's `gpus` lists none: declare the host's GPUs")
     largest = ctx.largest
     size = max(_shape(need, need.kv_floor, need.count or 1, (largest.total,))[1])
+    _blame_keep_free(need, largest, size)
     detail = f" ({_breakdown(need)})" if need.vllm else ""
     many = f"{need.count} × " if (need.count or 1) > 1 else ""
+    key = f"models.{need.pos}.max_num_seqs: " if _seqs_set(need) else ""
     return PlacementError(
-        f"{need.name} needs {many}{gb(size)}{detail}, the largest GPU has {gb(largest.total)} "
+        f"{key}{need.name} needs {many}{gb(size)}{detail}, the largest GPU has {gb(largest.total)} "
         f"({gb(largest.usable)} usable): {_remedies(ctx, need, largest)}"
     )
+
+
+def _blame_keep_free(need: _Need, gpu: _Gpu, size: int) -> None:
+    """When the model would fit but for ``gpu_keep_free``, the message names that key."""
+    if gpu.keep_free and size <= gpu.usable + gpu.keep_free:
+        raise PlacementError(
+            f"gpu_keep_free: {gb(gpu.keep_free)} kept free leaves {gb(max(gpu.usable, 0))} usable on {gpu.label} "
+            f"({gb(gpu.total)}), and {need.name} needs {gb(size)}: keep less free, or use a larger GPU"
+        )
+
+
+def _key_at_fault(need: _Need) -> str:
+    return "max_num_seqs" if _seqs_set(need) else "gpus"
+
+
+def _seqs_set(need: _Need) -> bool:
+    """The KV cache's floor is the profile's max_num_seqs, not one max_model_len sequence."""
+    return bool(need.kv_per_token and need.max_model_len and need.kv_floor > need.kv_per_token * need.max_model_len)
 
 
 def _breakdown(need: _Need) -> str:
     assert need.weights is not None
     kv = f"KV cache {gb(need.kv_floor)}"
-    kv += f" for one {need.max_model_len}-token sequence" if need.kv_per_token else " (a quarter of the weights)"
+    if _seqs_set(need):
+        kv += f" for max_num_seqs {need.kv_floor // (need.kv_per_token * need.seq_tokens)} sequences"
+    else:
+        kv += f" for one {need.max_model_len}-token sequence" if need.kv_per_token else " (a quarter of the weights)"
     return f"weights {gb(need.weights)}, {kv}, runtime and CUDA graphs {gb(need.runtime + CUDA_GRAPH_HEADROOM)}"
 
 
@@ -91,7 +115,7 @@ def _remedies(ctx: _Ctx, need: _Need, gpu: _Gpu) -> str:
         return "give it `gpus: cpu`, a larger GPU, or use an external endpoint"
     if not need.vllm:
         return "use a larger GPU or an external endpoint"
-    options = []
+    options = ["lower max_num_seqs"] if _seqs_set(need) else []
     shorter = _fitting_len(need, gpu)
     if shorter:
         options.append(f"lower max_model_len (to {shorter} or less)")

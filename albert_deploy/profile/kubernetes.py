@@ -61,7 +61,11 @@ class Toleration(Strict):
     )
     # Kubernetes' own spelling, so that tolerations paste as they are.
     tolerationSeconds: int | None = Field(
-        default=None, ge=0, description="NoExecute only: seconds the pod stays on a node once it is tainted."
+        default=None,
+        ge=0,
+        le=2**63 - 1,
+        strict=True,
+        description="NoExecute only: seconds the pod stays on a node once it is tainted.",
     )
 
     @model_validator(mode="after")

@@ -15,6 +15,10 @@ from albert_deploy.profile.model import ENV_NAME_PATTERN, Api, ExternalModel, Ho
 from albert_deploy.profile.strict import _LocatedError
 
 DEFAULT_PROFILE = "<embedded default profile>"
+# A profile is a few kilobytes, a handful of levels deep: refuse anything far beyond that before
+# parsing (`validate /dev/zero` would read forever; deep nesting exhausts Python's stack).
+MAX_PROFILE_BYTES = 2**20
+MAX_DEPTH = 32
 
 
 def load_profile(path: str | Path | None) -> Profile:
@@ -28,7 +32,7 @@ def load_profile(path: str | Path | None) -> Profile:
     else:
         source = str(path)
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = _read_bounded(Path(path), source)
         except FileNotFoundError:
             raise ProfileError(
                 f"{source}: no such file; give the path of a profile (see profiles/ for examples)"
@@ -36,13 +40,48 @@ def load_profile(path: str | Path | None) -> Profile:
         except (OSError, UnicodeDecodeError) as err:
             raise ProfileError(f"{source}: cannot read it ({err})") from None
     try:
+        _check_depth(text, source)
         data = _parse_yaml(text)
+    except RecursionError:  # a last resort: _check_depth refuses deep nesting first
+        raise ProfileError(f"{source}: nested too deeply for a profile") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         problem = getattr(err, "problem", None) or str(err)
         raise ProfileError(f"{source}: invalid YAML at {where}: {problem}") from None
     return validate_profile(data, source)
+
+
+def _read_bounded(path: Path, source: str) -> str:
+    with path.open("rb") as file:
+        data = file.read(MAX_PROFILE_BYTES + 1)
+    if len(data) > MAX_PROFILE_BYTES:
+        raise ProfileError(
+            f"{source}: larger than {MAX_PROFILE_BYTES // 2**20} MiB; a profile is a few kilobytes: "
+            "give the path of a profile (see profiles/ for examples)"
+        )
+    return data.decode("utf-8")
+
+
+def _check_depth(text: str, source: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, from the parser's events (the parser does not recurse)."""
+    import yaml
+
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = event.start_mark.line + 1 if event.start_mark else "?"
+                    raise ProfileError(
+                        f"{source}: nested more than {MAX_DEPTH} levels deep at line {line}; "
+                        "a profile needs a handful: check its brackets and indentation"
+                    )
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # the parse that follows words syntax errors best
 
 
 def _parse_yaml(text: str) -> Any:
@@ -93,11 +132,28 @@ def _first_error(err: ValidationError) -> str:
         message = _PATTERN_HINTS.get((first.get("ctx") or {}).get("pattern", ""), first["msg"])
     elif first["type"] == "too_short" and loc == "models":
         message = "list at least one model (an embeddings model is required)"
+    elif first["type"] in _BOUND_WORDS:
+        limit = next(iter((first.get("ctx") or {}).values()), "")
+        message = f"{_as_yaml(first['input'])} {_BOUND_WORDS[first['type']]} {limit}"
+    elif first["type"] == "int_type":
+        message = f"{_as_yaml(first['input'])} is not a whole number: write the number without quotes"
     elif first["type"].startswith("value_error"):
         message = first["msg"].removeprefix("Value error, ")
     else:
         message = first["msg"]
     return f"{loc}: {message}" if loc else message
+
+
+_BOUND_WORDS = {
+    "less_than_equal": "is too large: at most",
+    "greater_than_equal": "is too small: at least",
+    "greater_than": "is too small: more than",
+}
+
+
+def _as_yaml(value: Any) -> str:
+    # As the operator wrote it: `true`, not Python's `True`.
+    return str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, str) else str(value)
 
 
 _PATTERN_HINTS = {

@@ -9,19 +9,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (
-    BeforeValidator,
-    Discriminator,
-    Field,
-    Tag,
-    field_validator,
-    model_validator,
-)
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from albert_deploy import catalog
 from albert_deploy.catalog import RELEASES
-from albert_deploy.profile.gpus import GpuInventory
+from albert_deploy.profile import bounds
+from albert_deploy.profile.api import Api
+from albert_deploy.profile.bounds import ImageReference, Port, optional_int
+from albert_deploy.profile.gpus import GpuInventory, declared_memory
 from albert_deploy.profile.kubernetes import Kubernetes
+from albert_deploy.profile.managed import check_key_variables, check_managed
 from albert_deploy.profile.strict import Strict, _at, _key
 from albert_deploy.sizes import Size
 
@@ -35,7 +32,7 @@ IMAGE_KEYS = (*STACK_SERVICES, "downloader")  # `images:` also names the image `
 # --- Models -----------------------------------------------------------------------------------
 
 # "auto": placement decides; "cpu" or 0: no GPU; N: any N GPUs; [ids]: these GPUs (index or UUID).
-GpuRequest = Union[Literal["auto", "cpu"], Annotated[int, Field(ge=0, le=64)], list[int | str]]
+GpuRequest = Union[Literal["auto", "cpu"], Annotated[int, Field(ge=0, le=64, strict=True)], list[int | str]]
 
 
 class HostedModel(Strict):
@@ -50,23 +47,43 @@ class HostedModel(Strict):
         None, description="vllm, tei or whisper; needed only outside the catalog."
     )
     gpus: GpuRequest = "auto"
-    image: str | None = Field(None, min_length=1, description="Override the catalog's pinned image.")
-    args: list[str] = Field(default_factory=list, description="Extra server arguments, appended.")
-    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str] = Field(default_factory=dict)
-    port: int | None = Field(None, ge=1, le=65535, description="Publish the server on this host port (127.0.0.1).")
+    image: ImageReference | None = Field(None, description="Override the catalog's pinned image.")
+    args: list[str] = Field(
+        default_factory=list,
+        description="Extra server arguments, appended. Flags albert-deploy sets (--port, --api-key, --model, "
+        "…) are refused: the message names the key to use.",
+    )
+    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str] = Field(
+        default_factory=dict,
+        description="Extra server variables. Variables albert-deploy sets (the API key, HF_TOKEN, HF_HOME, …) "
+        "are refused.",
+    )
+    port: Port | None = Field(None, description="Publish the server on this host port (127.0.0.1).")
     served_model_name: str | None = Field(
         None, min_length=1, description="Id the server reports. Default: the model id."
     )
-    max_model_len: int | None = Field(None, ge=16, description="vLLM context length.")
-    max_num_seqs: int | None = Field(None, ge=1, description="vLLM concurrent sequences the KV cache is sized for.")
+    max_model_len: int | None = optional_int(16, bounds.MAX_MODEL_LEN, "vLLM context length.")
+    max_num_seqs: int | None = optional_int(
+        1, bounds.MAX_NUM_SEQS, "vLLM concurrent sequences the KV cache is sized for."
+    )
     memory: Size | None = Field(None, description="Override the weights' size estimate, e.g. 20GB.")
-    health_start_period: int | None = Field(None, ge=0, description="Seconds allowed for loading before health counts.")
+    health_start_period: int | None = optional_int(
+        0, bounds.MAX_START_PERIOD_S, "Seconds allowed for loading before health counts."
+    )
 
     @field_validator("served_model_name", "model")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
         if value is not None and (not value.isprintable() or value != value.strip()):
             raise ValueError("must be one printable line without surrounding spaces")
+        return value
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        # YAML's `true` is not one GPU, nor GPU 1.
+        if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
+            raise ValueError("true and false are not GPUs: give auto, cpu, a count or a list of GPU indexes or UUIDs")
         return value
 
     @field_validator("args")
@@ -163,44 +180,7 @@ def _derive_name(model_id: str) -> str:
     return re.sub(r"[^a-z0-9_.-]+", "-", base).strip("-._")[:63] or "model"
 
 
-# --- API and profile --------------------------------------------------------------------------
-
-
-def _release_as_text(value: Any) -> Any:
-    # YAML reads `release: 0.2` as a float; keep it as written so the message can name it.
-    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-
-
-class Api(Strict):
-    release: Annotated[str, BeforeValidator(_release_as_text)] = Field("0.2.0", description="Albert API release.")
-    port: int = Field(8080, ge=1, le=65535, description="Host port the API is published on.")
-    bind: str = Field("127.0.0.1", description="Host address the API port binds to; 0.0.0.0 for every interface.")
-    vector_store: str = Field("qdrant", description="qdrant, or elasticsearch where the release supports it.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-    @field_validator("release")
-    @classmethod
-    def _known_release(cls, value: str) -> str:
-        if value not in RELEASES:
-            raise ValueError(f"unknown release '{value}'; known releases: {', '.join(RELEASES)}")
-        return value
-
-    @field_validator("bind")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        if not re.fullmatch(r"(\d{1,3}\.){3}\d{1,3}|\[?[0-9a-fA-F:]+\]?", value):
-            raise ValueError(f"'{value}' is not an IP address: use 127.0.0.1 (this host only) or 0.0.0.0")
-        return value
-
-    @model_validator(mode="after")
-    def _known_store(self) -> Api:
-        stores = RELEASES[self.release].vector_stores
-        if self.vector_store not in stores:
-            raise _key(
-                "vector_store",
-                f"'{self.vector_store}' is not supported by release {self.release}; use one of: {', '.join(stores)}",
-            )
-        return self
+# --- Profile --------------------------------------------------------------------------------
 
 
 class Profile(Strict):
@@ -216,7 +196,7 @@ class Profile(Strict):
         json_schema_extra={"minimum": 0},  # Size refuses negative values itself
         description="Memory left free on every GPU for processes outside this stack, e.g. 4GB.",
     )
-    images: dict[Literal[IMAGE_KEYS], Annotated[str, Field(min_length=1)]] = Field(  # type: ignore[valid-type]
+    images: dict[Literal[IMAGE_KEYS], ImageReference] = Field(  # type: ignore[valid-type]
         default_factory=dict,
         description="Override the image of the API or a database, e.g. for a registry mirror; `downloader`: the "
         "image `albert-deploy pull` runs the Hugging Face download in (needs python3 and huggingface_hub).",
@@ -224,7 +204,9 @@ class Profile(Strict):
     offline: bool = Field(
         False, description="Air-gapped host: model servers never reach the Hugging Face Hub (HF_HUB_OFFLINE=1)."
     )
-    health_interval: int = Field(10, ge=1, le=300, description="Seconds between health checks of every service.")
+    health_interval: int = Field(
+        10, ge=1, le=bounds.MAX_INTERVAL_S, strict=True, description="Seconds between health checks of every service."
+    )
     kubernetes: Kubernetes = Field(
         default_factory=Kubernetes,  # type: ignore[arg-type]
         description="Namespace, storage, node selectors and tolerations for `render --target kubernetes`.",
@@ -266,7 +248,15 @@ class Profile(Strict):
             )
         self._check_ports()
         self._check_pins()
+        self._check_hosted()
         return self
+
+    def _check_hosted(self) -> None:
+        hosted = [(i, m) for i, m in enumerate(self.models) if isinstance(m, HostedModel)]
+        for i, m in hosted:
+            check_managed(i, m.server or "", m.name or "", m.args, m.env)
+        check_key_variables([(i, m.name or "") for i, m in hosted])
+        bounds.check_keep_free(self.gpu_keep_free, declared_memory(self.gpus))
 
     def _check_ports(self) -> None:
         taken = {self.api.port: "api.port"}
