@@ -78,6 +78,8 @@ class Server:
     health: HealthCheck
     needs_gpu: bool  # True: a CPU placement is refused
     user: str | None = None  # uid the image runs as, when it is not root
+    cap_add: tuple[str, ...] = ()  # added back after `cap_drop: [ALL]`: only what the image needs
+    host_overhead_gib: int = 4  # RAM beyond the weights, per GPU worker (memory limit = weights + this)
     bytes_per_param: dict[str, float] = field(default_factory=lambda: {"bf16": 2, "fp16": 2, "fp32": 4})
 
 
@@ -93,6 +95,9 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         # /health stays open when an API key is set.
         health=curl_get(HttpGet(8000, "/health"), start_period_s=900),
         needs_gpu=True,
+        # Root (no USER in docker/Dockerfile at v0.11.0) on root-owned volumes: no capability. RAM: the
+        # runtime (~4 GiB, estimate) + `--swap-space` (default 4 GiB per GPU, vLLM engine arguments).
+        host_overhead_gib=8,
     ),
     "tei": Server(
         name="tei",
@@ -104,6 +109,8 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         api_key_env="API_KEY",
         health=curl_get(HttpGet(80, "/health"), start_period_s=300),
         needs_gpu=False,
+        # Root (no USER, Dockerfile-cuda:116-142 at v1.8.0) on port 80 (`PORT=80`, :120): below 1024.
+        cap_add=("NET_BIND_SERVICE",),
     ),
     "whisper": Server(
         name="whisper",
@@ -118,6 +125,8 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         health=curl_get(HttpGet(8000, "/health", key_env="API_KEY"), start_period_s=600),
         needs_gpu=True,
         user="1100",
+        # Starts as root with only these to own its cache, then drops to 1100 (servers.OWN_CACHE_THEN_DROP).
+        cap_add=("CHOWN", "SETUID", "SETGID"),
     ),
 }
 
@@ -126,14 +135,10 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
 DOWNLOADER_IMAGE = "vllm/vllm-openai:v0.11.0"
 
 # TEI image tags by GPU compute capability (major, minor); see references/images-health-memory.
-TEI_VERSION = "1.8"
+TEI_VERSION = "1.8.3"  # a patch release: `1.8` moves; the stand-in copies 1.8.3's flags
 TEI_VARIANTS: dict[tuple[int, int], str] = {
-    (9, 0): "hopper-",
-    (8, 9): "89-",
-    (8, 6): "86-",
-    (8, 0): "",
-    (7, 5): "turing-",
-}
+    (9, 0): "hopper-", (8, 9): "89-", (8, 6): "86-", (8, 0): "", (7, 5): "turing-",
+}  # fmt: skip
 
 
 def tei_runs_on_cpu(compute_capability: tuple[int, int] | None, on_gpu: bool) -> bool:
@@ -195,12 +200,7 @@ MODELS: dict[str, KnownModel] = {
             runtime_gib=1.5,
         ),
         KnownModel(
-            hf_id="BAAI/bge-reranker-v2-m3",
-            type=RERANK,
-            server="tei",
-            params_b=0.568,
-            dtype="fp16",
-            runtime_gib=1.5,
+            hf_id="BAAI/bge-reranker-v2-m3", type=RERANK, server="tei", params_b=0.568, dtype="fp16", runtime_gib=1.5
         ),
         KnownModel(
             hf_id="openai/whisper-large-v3-turbo",
@@ -268,6 +268,7 @@ class Release:
     # 0.1+ serve each model under its profile name behind the master key, so `check` can go through
     # the API; 0.0.x name models by what servers report and have no master key.
     checkable_through_api: bool
+    memory_gib: int = 2  # the API's memory limit: a default for one worker, not a measurement
 
 
 RELEASES: dict[str, Release] = {

@@ -18,18 +18,18 @@ def test_every_catalog_model_is_served_by_a_server_that_suits_its_type() -> None
 
 def test_images_are_pinned() -> None:
     for server in catalog.SERVERS.values():
-        image = server.image.format(variant="cpu-1.8")
+        image = server.image.format(variant="cpu-1.8.3")
         assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), image
 
 
 def test_tei_image_follows_the_gpu_generation() -> None:
-    assert catalog.tei_tag((9, 0), on_gpu=True) == "hopper-1.8"
-    assert catalog.tei_tag((8, 9), on_gpu=True) == "89-1.8"
-    assert catalog.tei_tag((8, 6), on_gpu=True) == "86-1.8"
-    assert catalog.tei_tag((8, 0), on_gpu=True) == "1.8"
-    assert catalog.tei_tag((7, 5), on_gpu=True) == "turing-1.8"
-    assert catalog.tei_tag((7, 0), on_gpu=True) == "cpu-1.8"  # below 7.5: unsupported on GPU
-    assert catalog.tei_tag(None, on_gpu=False) == "cpu-1.8"
+    assert catalog.tei_tag((9, 0), on_gpu=True) == "hopper-1.8.3"
+    assert catalog.tei_tag((8, 9), on_gpu=True) == "89-1.8.3"
+    assert catalog.tei_tag((8, 6), on_gpu=True) == "86-1.8.3"
+    assert catalog.tei_tag((8, 0), on_gpu=True) == "1.8.3"
+    assert catalog.tei_tag((7, 5), on_gpu=True) == "turing-1.8.3"
+    assert catalog.tei_tag((7, 0), on_gpu=True) == "cpu-1.8.3"  # below 7.5: unsupported on GPU
+    assert catalog.tei_tag(None, on_gpu=False) == "cpu-1.8.3"
 
 
 def test_known_gpus_are_found_by_their_nvidia_smi_name() -> None:

@@ -74,6 +74,10 @@ def _theirs(project: str, spec: dict[str, Any]) -> dict[str, Any]:
         "user": spec.get("user"),
         "restart": spec.get("restart"),
         "depends_on": {name: d["condition"] for name, d in (spec.get("depends_on") or {}).items()},
+        "cap_drop": spec.get("cap_drop"),
+        "cap_add": spec.get("cap_add"),
+        "security_opt": spec.get("security_opt"),
+        "memory": int(spec["mem_limit"]) if spec.get("mem_limit") else None,
     }
 
 
@@ -94,6 +98,10 @@ def _ours(project: desired.Project, service: str) -> dict[str, Any]:
         "user": request.get("user"),
         "restart": host["RestartPolicy"]["Name"],
         "depends_on": dict(project.services[service].depends_on),
+        "cap_drop": host.get("CapDrop"),
+        "cap_add": host.get("CapAdd"),
+        "security_opt": host.get("SecurityOpt"),
+        "memory": host.get("Memory"),
     }
 
 
@@ -115,6 +123,10 @@ def test_up_sends_what_docker_compose_reads(profile: Path, tmp_path: Path, monke
     assert sorted(project.services) == sorted(theirs["services"])
     for service in project.services:
         assert _ours(project, service) == _theirs(project.name, theirs["services"][service]), service
+        # Every container is hardened, in the file and in what `up` sends.
+        ours = _ours(project, service)
+        assert ours["cap_drop"] == ["ALL"] and ours["security_opt"] == ["no-new-privileges:true"], service
+        assert ours["memory"] and ours["memory"] >= 2**30, service
     values = [v for s in project.services.values() for v in s.environment.values()]
     assert "from-the-process" in " ".join(values)
     assert any("single$quoted" in v for v in values)

@@ -423,7 +423,7 @@ def test_report_and_table() -> None:
     assert report["models"]["multilingual-e5-large"]["device"] == "cpu"
     assert report["gpus"][0]["free_bytes"] == plan.gpus[0].free_bytes
     table = format_placement(plan)
-    assert "GPU 0 NVIDIA L4" in table and "gpu-memory-utilization 0.75" in table and "image cpu-1.8" in table
+    assert "GPU 0 NVIDIA L4" in table and "gpu-memory-utilization 0.75" in table and "image cpu-1.8.3" in table
 
 
 def test_importing_placement_loads_neither_nvml_nor_numpy() -> None:

@@ -364,6 +364,6 @@ def test_tei_on_a_gpu_too_old_for_it_runs_its_cpu_image_without_reserving_the_gp
         "models": [{"model": "intfloat/multilingual-e5-large"}, {"model": "AgentPublic/guillaumetell-7b"}],
     }
     services = {s.name: s for s in build_plan(validate_profile(data, "x"), "x").services}
-    assert services["multilingual-e5-large"].image.endswith(":cpu-1.8")
+    assert services["multilingual-e5-large"].image.endswith(":cpu-1.8.3")
     assert services["multilingual-e5-large"].gpu is None
     assert services["guillaumetell-7b"].gpu is not None and services["guillaumetell-7b"].gpu.device_ids == ("0",)

@@ -161,8 +161,9 @@ def test_whisper_runs_as_1100_and_its_health_check_needs_the_bearer(stand: Stand
     wait_for(lambda: passes(whisper, catalog.SERVERS["whisper"].health.test), "whisper's health check")
     assert run_check(whisper, ("CMD-SHELL", "curl -fsS -o /dev/null http://localhost:8000/health"))[0] == 22
     assert run_check(whisper, catalog.SERVERS["whisper"].health.test, environment={"API_KEY": "wrong"})[0] == 22
-    _, where = run_check(whisper, ("CMD-SHELL", "id -u; pwd; stat -c %u /home/whisper/.cache/huggingface"))
-    assert where.split() == ["1100", "/home/whisper", "1100"]
+    _, where = run_check(whisper, ("CMD-SHELL", "id -u; pwd; ls -a /home/whisper"))
+    # Like upstream, the image does not create the cache directory (the plan must make it 1100's).
+    assert where.split()[:2] == ["1100", "/home/whisper"] and ".cache" not in where.split()
 
 
 def test_docker_itself_runs_the_health_checks(stand: Stand) -> None:

@@ -86,6 +86,11 @@ def create_request(
     }
     if spec.shm_size:
         host_config["ShmSize"] = parse_bytes(spec.shm_size)
+    # Hardening, as compose sends it: capabilities, no privilege gain, the memory limit.
+    optional = {"CapDrop": list(spec.cap_drop), "CapAdd": list(spec.cap_add), "SecurityOpt": list(spec.security_opt)}
+    host_config.update({key: value for key, value in optional.items() if value})
+    if spec.mem_limit:
+        host_config["Memory"] = spec.mem_limit
     request: dict[str, Any] = {
         "image": image or spec.image,
         "name": name,

@@ -60,6 +60,10 @@ class Container:
     shm_size: str | None
     user: str | None
     depends_on: Mapping[str, str]  # service -> condition
+    cap_drop: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    mem_limit: int | None = None  # bytes
     restart: str = RESTART
     no_gpus: bool = False  # started without the GPUs the profile gives it
 
@@ -72,6 +76,10 @@ class Container:
             "user": self.user or None,
             "environment": dict(self.environment) or None,
             "shm_size": self.shm_size or None,
+            "security_opt": list(self.security_opt) or None,
+            "cap_drop": list(self.cap_drop) or None,
+            "cap_add": list(self.cap_add) or None,
+            "mem_limit": self.mem_limit or None,
         }
         e.update({k: v for k, v in optional.items() if v is not None})
         if self.ports:
@@ -142,7 +150,7 @@ def container(service: Service, env: Mapping[str, str], working_dir: Path) -> Co
     return Container(
         service=service.name,
         image=service.image,
-        command=tuple(service.command) or None,
+        command=tuple(service.compose_command or service.command) or None,
         entrypoint=service.entrypoint,
         environment={k: resolve(v, env) for k, v in service.environment.items()},
         ports=tuple(Port(host, published, target) for host, published, target in service.ports),
@@ -150,8 +158,12 @@ def container(service: Service, env: Mapping[str, str], working_dir: Path) -> Co
         healthcheck=service.healthcheck,
         gpu=service.gpu,
         shm_size=service.shm_size,
-        user=service.user,
+        user=service.compose_user or service.user,
         depends_on=dict.fromkeys(service.depends_on, HEALTHY),
+        cap_drop=service.cap_drop,
+        cap_add=service.cap_add,
+        security_opt=service.security_opt,
+        mem_limit=int(service.mem_limit) if service.mem_limit else None,
     )
 
 

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from albert_deploy.catalog import HealthCheck, HttpGet, dev_tcp_get
 from albert_deploy.plan.spec import Joined, Mount, Ref, Service
+from albert_deploy.sizes import Size
 
 REDIS_PASSWORD = Ref("REDIS_PASSWORD")
 POSTGRES_PASSWORD = Ref("POSTGRES_PASSWORD")
 QDRANT_API_KEY = Ref("QDRANT_API_KEY")
 ELASTIC_PASSWORD = Ref("ELASTIC_PASSWORD")
 POSTGRES_DB = "api"
+GIB = 2**30
+# Memory limits: defaults for a single Albert API, not measurements. Redis holds rate-limit counters,
+# postgres runs with its default shared_buffers (128 MB), qdrant keeps its vectors in memory (raise
+# it for large collections), Elasticsearch's heap is 1 GiB (ES_JAVA_OPTS below) plus as much off-heap.
+MEMORY = {"redis": Size(1 * GIB), "postgres": Size(1 * GIB), "qdrant": Size(4 * GIB), "elasticsearch": Size(2 * GIB)}
+# postgres:16's entrypoint starts as root, creates and chowns $PGDATA and /var/run/postgresql, then
+# `exec gosu postgres` (docker-library/postgres 16/bookworm/docker-entrypoint.sh:36-60, :336-338).
+POSTGRES_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID")
 
 
 def redis(image: str) -> Service:
@@ -17,6 +26,7 @@ def redis(image: str) -> Service:
         name="redis",
         role="database",
         image=image,
+        mem_limit=MEMORY["redis"],
         environment={"REDIS_ARGS": Joined(("--requirepass ", REDIS_PASSWORD)), "REDISCLI_AUTH": REDIS_PASSWORD},
         mounts=(Mount("redis-data", "/data"),),
         container_port=6379,
@@ -30,6 +40,8 @@ def postgres(image: str) -> Service:
         name="postgres",
         role="database",
         image=image,
+        mem_limit=MEMORY["postgres"],
+        cap_add=POSTGRES_CAPS,
         environment={"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": POSTGRES_PASSWORD, "POSTGRES_DB": POSTGRES_DB},
         mounts=(Mount("postgres-data", "/var/lib/postgresql/data"),),
         container_port=5432,
@@ -45,6 +57,7 @@ def qdrant(image: str) -> Service:
         name="qdrant",
         role="database",
         image=image,
+        mem_limit=MEMORY["qdrant"],
         environment={"QDRANT__SERVICE__API_KEY": QDRANT_API_KEY},
         mounts=(Mount("qdrant-data", "/qdrant/storage"),),
         # The image has bash but neither curl nor wget.
@@ -58,6 +71,7 @@ def elasticsearch(image: str) -> Service:
         name="elasticsearch",
         role="database",
         image=image,
+        mem_limit=MEMORY["elasticsearch"],
         environment={
             "discovery.type": "single-node",
             "xpack.security.enabled": "true",

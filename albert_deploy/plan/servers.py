@@ -13,6 +13,24 @@ from albert_deploy.sizes import Size
 
 HF_TOKEN = Ref("HF_TOKEN", default="")
 VLLM_SHM = Size(8 * 2**30)  # tensor-parallel workers talk through /dev/shm
+GIB = 2**30
+
+# whisper: runs first as root (with CHOWN, SETUID, SETGID only) to give its model cache to its own
+# uid, whatever created the volume (Docker makes a missing mount target root's), then drops to that
+# uid and runs the server. argv: uid, home, cache, then the server's command.
+OWN_CACHE_THEN_DROP = """import os, sys
+uid, home, cache, command = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+if os.getuid() == 0:
+    for root, _, files in os.walk(cache):
+        for path in [root, *(os.path.join(root, name) for name in files)]:
+            if os.lstat(path).st_uid != uid:
+                os.lchown(path, uid, uid)
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    os.environ["HOME"] = home
+os.execvp(command[0], command)
+"""
 
 
 def key_ref(model_name: str) -> Ref:
@@ -34,11 +52,16 @@ def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = Fal
         # Never reach the Hub: a missing model fails fast instead of hanging on a download.
         environment.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     environment.update(model.env)
+    # whisper starts as root to give its cache to its own user, then drops to it (OWN_CACHE_THEN_DROP).
+    owns_cache = server.name == "whisper"
+    run = tuple(command) + tuple(model.args)
     return Service(
         name=name,
         role="model",
         image=model.image or _image(server, placed),
-        command=tuple(command) + tuple(model.args),
+        command=run,
+        compose_command=(*_own_cache(server), *run) if owns_cache else None,
+        compose_user="0" if owns_cache else None,
         command_whole_gpus=None if whole_gpus is None else tuple(whole_gpus) + tuple(model.args),
         entrypoint=entrypoint,
         environment=environment,  # type: ignore[arg-type]
@@ -47,6 +70,8 @@ def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = Fal
         healthcheck=health,
         gpu=_gpu_for(server, placed),
         user=None,  # every image already runs as its own user
+        cap_add=server.cap_add,
+        mem_limit=host_memory(model, placed, server),
         shm_size=VLLM_SHM.docker() if server.name == "vllm" else None,
         shm=VLLM_SHM if server.name == "vllm" else None,
         model=name,
@@ -63,6 +88,22 @@ def model_cache(model: HostedModel, service: Service) -> ModelCache:
     (cache,) = service.mounts
     return ModelCache(service.name, model.model, service.image, cache.volume, cache.target, server.hub_cache,
                       server.user or "")  # fmt: skip
+
+
+def host_memory(model: HostedModel, placed: ModelPlacement, server: catalog.Server) -> Size:
+    """The server's memory limit: its weights (they pass through host memory while loading), the
+    server's runtime overhead per GPU worker, and on CPU the model's activations; whole GiB."""
+    known = model.known
+    if model.memory is not None:
+        weights = int(model.memory)
+    elif known is not None:
+        weights = int(known.params_b * 1e9 * server.bytes_per_param.get(known.dtype, 2))
+    else:  # neither known nor given: its GPU budget bounds the weights
+        weights = placed.memory_bytes * max(1, placed.tensor_parallel_size)
+    total = weights + server.host_overhead_gib * GIB * max(1, placed.tensor_parallel_size)
+    if _runs_on_cpu(server, placed):
+        total += int((known.runtime_gib if known else 1.0) * GIB)
+    return Size(-(-total // GIB) * GIB)
 
 
 def _runs_on_cpu(server: catalog.Server, placed: ModelPlacement) -> bool:
@@ -125,6 +166,13 @@ def _tei(model: HostedModel, placed: ModelPlacement, server: catalog.Server) -> 
 def _whisper(model: HostedModel, placed: ModelPlacement, server: catalog.Server) -> tuple[list[str], None]:
     # The image has no CMD.
     return ["python3", "app/main.py", "--model", model.model, "--port", str(server.port)], None
+
+
+def _own_cache(server: catalog.Server) -> tuple[str, ...]:
+    return ("python3", "-c", OWN_CACHE_THEN_DROP, server.user or "0", WHISPER_HOME, server.cache_path)
+
+
+WHISPER_HOME = "/home/whisper"  # the user's home and WORKDIR (app/Dockerfile:12-16)
 
 
 _COMMANDS = {"vllm": _vllm, "tei": _tei, "whisper": _whisper}

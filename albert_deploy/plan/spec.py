@@ -75,6 +75,15 @@ class Service:
     # A model server's command when it owns its GPUs (no share of a GPU to pass); None: `command`.
     command_whole_gpus: tuple[str, ...] | None = None
     shm: Size | None = None  # size of /dev/shm
+    # Hardening: every capability dropped but those the image needs; no privilege gain at execve.
+    cap_drop: tuple[str, ...] = ("ALL",)
+    cap_add: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ("no-new-privileges:true",)
+    mem_limit: Size | None = None  # host memory (RAM) the container may use
+    # Compose and `up` only (Kubernetes gives volumes to the pod's fsGroup instead): the user the
+    # container starts as and the command it starts with, in place of `user` and `command`.
+    compose_user: str | None = None
+    compose_command: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,8 @@ def _check_service(loaded: dict[str, Any], planned: Service) -> None:
             )
 
     same("image", loaded.get("image"), _dollar(planned.image))
-    same("command", loaded.get("command"), _literal(list(planned.command), _dollar) or None)
+    command = planned.compose_command or planned.command
+    same("command", loaded.get("command"), _literal(list(command), _dollar) or None)
     same("environment", loaded.get("environment"), _literal(planned.environment, _dollar) or None)
 
 

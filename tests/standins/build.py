@@ -358,7 +358,7 @@ def _specs() -> dict[str, dict]:
                 [
                     ("file", "/home/whisper/app/main.py", _shim("whisper_main.py"), 0o644),
                     ("file", "/home/whisper/app/__init__.py", b"", 0o644),
-                    ("dir", "/home/whisper/.cache/huggingface", None, 0o755),
+                    # No /home/whisper/.cache, as upstream: a volume mounted there is created root's.
                 ],
             ),
             # No CMD, like the real image: compose must give `python3 app/main.py ...`.

@@ -12,6 +12,7 @@ from albert_deploy.catalog import EMBEDDINGS, RELEASES, TEXT_GENERATION, HttpGet
 from albert_deploy.errors import RenderError
 from albert_deploy.plan import databases
 from albert_deploy.plan.spec import Endpoint, Mount, Service
+from albert_deploy.sizes import Size
 
 RELEASE = RELEASES["0.0.3"]
 
@@ -38,6 +39,7 @@ def api_service(image: str, environment: dict[str, Any]) -> Service:
         name="api",
         role="api",
         image=image,
+        mem_limit=Size(RELEASE.memory_gib * 2**30),
         command=("python3", "-c", _EXPAND_AND_RUN),
         environment={"CONFIG_FILE": EXPANDED_CONFIG, **environment},
         mounts=(Mount("./config.yml", RELEASE.config_mount, read_only=True),),

@@ -11,12 +11,14 @@ from albert_deploy.catalog import EMBEDDINGS, RELEASES, RERANK, SPEECH, TEXT_GEN
 from albert_deploy.errors import RenderError
 from albert_deploy.plan import databases
 from albert_deploy.plan.spec import Endpoint, Joined, Mount, Ref, Service
+from albert_deploy.sizes import Size
 
 RELEASE = RELEASES["0.2.0"]
 
 IMAGES = {
     "redis": "redis/redis-stack-server:7.2.0-v11",
-    "postgres": "postgres:16",
+    # The patch release Albert 0.2.0's own compose.yml runs (its postgres service, compose.yml:6-25 at tag 0.2.0); `lock` pins its digest.
+    "postgres": "postgres:16.5",
     "qdrant": "qdrant/qdrant:v1.11.5-unprivileged",
     "elasticsearch": "docker.elastic.co/elasticsearch/elasticsearch:9.0.2",
 }
@@ -41,6 +43,7 @@ def api_service(image: str, environment: dict[str, Any]) -> Service:
         name="api",
         role="api",
         image=image,
+        mem_limit=Size(RELEASE.memory_gib * 2**30),
         environment={"MASTER_KEY": MASTER_KEY, **environment},
         mounts=(Mount("./config.yml", RELEASE.config_mount, read_only=True),),
         healthcheck=urlopen_get(HttpGet(8000, "/openapi.json"), start_period_s=120),
