@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from albert_deploy import catalog
 from albert_deploy.placement.place import ModelPlacement
 from albert_deploy.plan.spec import GpuAssignment, ModelCache, Mount, Ref, Service
+from albert_deploy.profile.managed import key_variable
 from albert_deploy.profile.model import HostedModel
 from albert_deploy.sizes import Size
 
@@ -35,7 +35,7 @@ os.execvp(command[0], command)
 
 def key_ref(model_name: str) -> Ref:
     """The .env variable holding a hosted model server's API key."""
-    return Ref("MODEL_" + re.sub(r"[^A-Z0-9]+", "_", model_name.upper()).strip("_") + "_KEY")
+    return Ref(key_variable(model_name))
 
 
 def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = False) -> Service:
