@@ -74,15 +74,25 @@ def _check_depth(text: str, source: str) -> None:
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    line = event.start_mark.line + 1 if event.start_mark else "?"
-                    raise ProfileError(
-                        f"{source}: nested more than {MAX_DEPTH} levels deep at line {line}; "
-                        "a profile needs a handful: check its brackets and indentation"
-                    )
+                    raise _too_deep(source, event.start_mark)
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
-    except yaml.YAMLError:
+    except yaml.YAMLError as err:
+        # libyaml 0.2.5+ stops at its own nesting limit (1000) before any event reaches us.
+        if "nesting depth" in str(err) and MAX_DEPTH < LIBYAML_MAX_DEPTH:
+            raise _too_deep(source, getattr(err, "problem_mark", None)) from None
         return  # the parse that follows words syntax errors best
+
+
+LIBYAML_MAX_DEPTH = 1000  # the bundled libyaml of PyYAML 6.0.4 wheels: "exceeded maximum nesting depth"
+
+
+def _too_deep(source: str, mark: Any) -> ProfileError:
+    line = mark.line + 1 if mark is not None else "?"
+    return ProfileError(
+        f"{source}: nested more than {MAX_DEPTH} levels deep at line {line}; "
+        "a profile needs a handful: check its brackets and indentation"
+    )
 
 
 def _parse_yaml(text: str) -> Any:
