@@ -94,13 +94,20 @@ def render_kubernetes_text(result: dict[str, Any]) -> str:
     rows = [[w["service"], w["kind"], w["role"], f"gpus {w['gpus'] or '-'}", w["image"]] for w in result["workloads"]]
     lines += ["  " + row for row in _table(rows)]
     lines += [f"Kubernetes name of {old}: {new}" for old, new in result["renamed"].items()]
+    out, ns = result["output"], result["namespace"]
+    steps = []
+    if result["data"]:
+        steps.append(f"kubectl apply -k {out}/{result['data']}   # once: namespace and model caches, "
+                     f"which `kubectl delete -k {out}/{result['app']}` keeps")  # fmt: skip
+    steps.append(f"kubectl apply -f {out}/{result['secret']}   # generated secrets: keep this file out of git")
     needed, optional = result["operator_required"], result["operator_optional"]
     if needed or optional:
         keys = " ".join(f"--from-literal={k}=..." for k in needed + optional)
         what = ", ".join([*(f"{k} required" for k in needed), *(f"{k} optional" for k in optional)])
-        lines.append(f"Your own variables ({what}) go in Secret {result['operator_secret']}; create it with:\n"
-                     f"  kubectl -n {result['namespace']} create secret generic {result['operator_secret']} {keys}")  # fmt: skip
-    lines.append(f"Apply it with: kubectl apply -k {result['output']}")
+        steps.append(f"kubectl -n {ns} create secret generic {result['operator_secret']} {keys}   # yours: {what}")
+    steps.append(f"kubectl apply -k {out}/{result['app']}   # the stack; commit this directory for GitOps")
+    lines.append("Apply it, in this order:")
+    lines += [f"  {n}. {step}" for n, step in enumerate(steps, 1)]
     return "\n".join(lines)
 
 

@@ -176,8 +176,9 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
         container=container,
         service_port=(port_name, published, port),
         gpus=gpus,
-        # A new model pod would wait for the old one's GPUs and cache volume: replace, do not roll.
-        strategy=None if kind == "StatefulSet" else ("RollingUpdate" if s.role == "api" else "Recreate"),
+        # Replace, do not roll: a new model pod would wait for the old one's GPUs and cache volume, and
+        # two API pods at once would run the database migrations (at start) concurrently.
+        strategy=None if kind == "StatefulSet" else "Recreate",
         init_containers=(_wait_container(s, ctx),) if s.role == "api" else (),
         volumes=tuple(volumes),
         claim=claim,
