@@ -55,12 +55,13 @@ def down_text(result: dict[str, Any]) -> str:
 
 
 def status_text(result: dict[str, Any]) -> str:
+    warning = [result["api_warning"]] if result.get("api_warning") else []
     if not result["services"]:
-        return f"Project {result['project']}: no containers."
+        return "\n".join([f"Project {result['project']}: no containers.", *warning])
     rows = [["SERVICE", "STATE", "HEALTH", "GPUS", "PORTS", "LOCK", "DRIFT"]]
     rows += [[s["service"], s["state"], s["health"] or "-", s["gpus"], ",".join(s["ports"]) or "-", s["lock"],
               s["drift"]] for s in result["services"]]  # fmt: skip
-    lines = [f"Project {result['project']}", *_table(rows)]
+    lines = [f"Project {result['project']}", *_table(rows), *warning]
     if result["drift"]:
         lines.append("The stack differs from the profile: `albert-deploy diff` says what `up` would change.")
     if result.get("lock_mismatch"):

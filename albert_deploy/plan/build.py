@@ -12,6 +12,7 @@ from albert_deploy import catalog
 from albert_deploy.errors import PlacementError, ProfileError
 from albert_deploy.placement.place import Placement, place
 from albert_deploy.plan import databases, order, servers
+from albert_deploy.plan.access import ApiAccess, api_access
 from albert_deploy.plan.releases import MODULES, Release
 from albert_deploy.plan.spec import Endpoint, GpuStartOrder, Joined, ModelCache, Ref, Service, server_url
 from albert_deploy.profile.kubernetes import Kubernetes
@@ -40,6 +41,7 @@ class Plan:
     secrets: tuple[str, ...]  # generated into .env
     operator_env: tuple[str, ...]  # the operator provides these (external keys, HF_TOKEN)
     placement: Placement = field(compare=False)
+    api_access: ApiAccess  # whether the API asks for a key (0.0.3 does not), and where it is published
     offline: bool = False  # air-gapped host: refuse to start when an image or a model cache is missing
     caches: tuple[ModelCache, ...] = ()  # every hosted model's weights, for pull, bundle and the offline check
     downloader_image: str = catalog.DOWNLOADER_IMAGE  # `pull` downloads the models' weights in it
@@ -60,6 +62,7 @@ def build_plan(
     ``locked_ids``: ``repository@sha256:…`` -> the image id the lock recorded with it."""
     release_module = MODULES[profile.api.release]
     release = release_module.RELEASE
+    access = api_access(release.version, profile.api.bind, profile.api.allow_unauthenticated_access, source)
     placement = place_models(profile, source)
     endpoints = [_endpoint(m) for m in profile.models]
     if release.substitutes_env:
@@ -95,6 +98,7 @@ def build_plan(
         secrets=tuple(secrets),
         operator_env=tuple(operator),
         placement=placement,
+        api_access=access,
         offline=profile.offline,
         caches=tuple(servers.model_cache(m, by_name[m.name or ""]) for m in profile.hosted),
         downloader_image=profile.images.get("downloader", catalog.DOWNLOADER_IMAGE),

@@ -20,6 +20,7 @@ from typing import Any
 
 from albert_deploy import __version__
 from albert_deploy.errors import RenderError
+from albert_deploy.plan.access import refuse_cluster_exposure
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Joined, Ref
 from albert_deploy.render import envfile, output
@@ -80,6 +81,7 @@ def render_kubernetes(plan: Plan, previous: dict[str, str] | None = None) -> Ren
 
 
 def _render(plan: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
+    refuse_cluster_exposure(plan.api_access, plan.release.version, plan.source)
     manifests = layout(plan)
     secrets = secret_values(plan, previous)
     env = _environment()
