@@ -13,6 +13,7 @@ from albert_deploy.errors import PlacementError, ProfileError
 from albert_deploy.placement.place import Placement, place
 from albert_deploy.plan import databases, order, servers
 from albert_deploy.plan.access import ApiAccess, api_access
+from albert_deploy.plan.assets import ReleaseAsset
 from albert_deploy.plan.releases import MODULES, Release
 from albert_deploy.plan.spec import Endpoint, GpuStartOrder, Joined, ModelCache, Ref, Service, server_url
 from albert_deploy.profile.kubernetes import Kubernetes
@@ -44,6 +45,7 @@ class Plan:
     api_access: ApiAccess  # whether the API asks for a key (0.0.3 does not), and where it is published
     offline: bool = False  # air-gapped host: refuse to start when an image or a model cache is missing
     caches: tuple[ModelCache, ...] = ()  # every hosted model's weights, for pull, bundle and the offline check
+    assets: tuple[ReleaseAsset, ...] = ()  # files the API reads at start (0.2.0: tiktoken), same uses
     downloader_image: str = catalog.DOWNLOADER_IMAGE  # `pull` downloads the models' weights in it
     start_order: tuple[GpuStartOrder, ...] = ()  # per GPU, its servers in the order they start
     kubernetes: Kubernetes = field(default_factory=Kubernetes, compare=False)  # type: ignore[arg-type]
@@ -101,6 +103,7 @@ def build_plan(
         api_access=access,
         offline=profile.offline,
         caches=tuple(servers.model_cache(m, by_name[m.name or ""]) for m in profile.hosted),
+        assets=tuple(getattr(release_module, "ASSETS", ())),
         downloader_image=profile.images.get("downloader", catalog.DOWNLOADER_IMAGE),
         start_order=start_order,
         kubernetes=profile.kubernetes,

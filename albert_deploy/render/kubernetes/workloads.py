@@ -132,6 +132,9 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
             claim = Claim("data", ctx.settings.database_size, ctx.settings.storage_class,
                           labels(name, s.role, ctx.instance))  # fmt: skip
             mounts.append(VolumeMount("data", m.target))
+        elif not m.is_bind and s.role == "api":  # a release asset's cache: the API downloads it at start
+            volumes.append(Volume(m.volume))
+            mounts.append(VolumeMount(m.volume, m.target))
         elif not m.is_bind and s.role == "model":
             volumes.append(Volume("cache", claim=cache_claim_name(name)))
             mounts.append(VolumeMount("cache", m.target))
