@@ -118,6 +118,7 @@ def pull_text(result: dict[str, Any]) -> str:
         lines.append(f"Downloaded {len(result['models'])} model(s) with {result['downloader']} "
                      f"(Hugging Face token {result['token']}):")  # fmt: skip
         lines += [f"  {m['model']} -> volume {m['volume']}" for m in result["models"]]
+    lines += [f"Downloaded the {a['asset']} -> volume {a['volume']} (sha256 checked)" for a in result.get("assets", [])]
     return "\n".join(lines)
 
 
