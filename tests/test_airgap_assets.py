@@ -39,23 +39,27 @@ def test_the_asset_is_tiktokens_own_file_under_tiktokens_own_name() -> None:
     assert TIKTOKEN_O200K.sha256 == "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 
 
-def test_the_api_mounts_the_cache_and_points_tiktoken_at_it() -> None:
+def test_the_api_mounts_the_cache_and_offline_points_tiktoken_at_it() -> None:
     data = yaml.safe_load((REPO / "profiles" / "default.yaml").read_text())
     plan = build_plan(validate_profile(data, "p.yaml"), "p.yaml")
     assert plan.assets == (TIKTOKEN_O200K,)
+    mount = "/tmp/data-gym-cache"  # tiktoken's default directory (tempfile.gettempdir())
     api = next(s for s in plan.services if s.role == "api")
-    assert api.environment["TIKTOKEN_CACHE_DIR"] == "/tiktoken-cache"
-    assert any(m.volume == "tiktoken-cache" and m.target == "/tiktoken-cache" for m in api.mounts)
+    assert any(m.volume == "tiktoken-cache" and m.target == mount for m in api.mounts)
+    # Online, TIKTOKEN_CACHE_DIR stays unset: tiktoken then ignores a failed write to an unfilled volume.
+    assert "TIKTOKEN_CACHE_DIR" not in api.environment
     compose = yaml.safe_load(render_plan(plan).files["compose.yml"])["services"]["api"]
-    assert compose["environment"]["TIKTOKEN_CACHE_DIR"] == "/tiktoken-cache"
-    assert {"type": "volume", "source": "tiktoken-cache", "target": "/tiktoken-cache", "read_only": False} in compose[
-        "volumes"
-    ]
-    manifests = render_kubernetes(plan).files["app/deployments.yaml"]
+    assert {"type": "volume", "source": "tiktoken-cache", "target": mount, "read_only": False} in compose["volumes"]
+    offline_plan = build_plan(validate_profile({**data, "offline": True}, "p.yaml"), "p.yaml")
+    api = next(s for s in offline_plan.services if s.role == "api")
+    assert api.environment["TIKTOKEN_CACHE_DIR"] == mount
+    compose = yaml.safe_load(render_plan(offline_plan).files["compose.yml"])["services"]["api"]
+    assert compose["environment"]["TIKTOKEN_CACHE_DIR"] == mount
+    manifests = render_kubernetes(offline_plan).files["app/deployments.yaml"]
     api_pod = next(d for d in yaml.safe_load_all(manifests) if d and d["metadata"]["name"] == "api")["spec"]["template"]
     (container,) = api_pod["spec"]["containers"]
-    assert {"name": "TIKTOKEN_CACHE_DIR", "value": "/tiktoken-cache"} in container["env"]
-    assert {"name": "tiktoken-cache", "mountPath": "/tiktoken-cache"} in container["volumeMounts"]
+    assert {"name": "TIKTOKEN_CACHE_DIR", "value": mount} in container["env"]
+    assert {"name": "tiktoken-cache", "mountPath": mount} in container["volumeMounts"]
     legacy = yaml.safe_load((REPO / "profiles" / "api-0.0.3.yaml").read_text())
     assert build_plan(validate_profile(legacy, "p.yaml"), "p.yaml").assets == ()  # 0.0.3 uses no tokenizer
 
@@ -84,7 +88,7 @@ def test_the_test_only_url_override_goes_through_the_host_network(
     assets.download_assets(client, "p", [ASSET], "dl:1", Silent())
     (created,) = client.api.containers.values()
     assert created["command"][0] == "http://127.0.0.1:8765/o200k_base.tiktoken"
-    assert created["command"][1] == f"/tiktoken-cache/{TIKTOKEN_O200K.cache_file}"  # still tiktoken's name
+    assert created["command"][1] == f"/tmp/data-gym-cache/{TIKTOKEN_O200K.cache_file}"  # still tiktoken's name
     assert created["host_config"]["network_mode"] == "host"
 
 

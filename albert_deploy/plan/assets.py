@@ -28,7 +28,7 @@ class ReleaseAsset:
     sha256: str
     volume: str  # compose volume key
     mount: str  # where the API mounts the volume
-    env: str  # the variable that points the API at ``mount``
+    env: str  # the variable that points the API at ``mount``: set only with ``offline: true`` (see build.py)
     user: str  # uid the API runs as: it owns the volume
 
     @property
@@ -43,7 +43,9 @@ TIKTOKEN_O200K = ReleaseAsset(
     cache_file=hashlib.sha1(O200K_URL.encode()).hexdigest(),  # fb374d41…, as tiktoken names it (load.py:48)
     sha256="446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
     volume="tiktoken-cache",
-    mount="/tiktoken-cache",
+    # tiktoken's own default (tempfile.gettempdir()/data-gym-cache, load.py:39-42): there a failed write is
+    # ignored, so a connected host whose fresh, root-owned volume the API (uid 1100) cannot write still starts.
+    mount="/tmp/data-gym-cache",
     env="TIKTOKEN_CACHE_DIR",
     user="1100",  # the image's albert user (etalab-ia/albert-api@0.2.0:app/Dockerfile:30-31,44)
 )

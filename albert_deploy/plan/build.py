@@ -82,6 +82,11 @@ def build_plan(
         profile.images.get("api", release.image), {name: Ref(name) for name in config_refs if name != "MASTER_KEY"}
     )
     api = _with_api_wiring(api, profile, [*dbs, *model_servers])
+    if not profile.offline:
+        # tiktoken re-raises a failed cache write only in a directory named by TIKTOKEN_CACHE_DIR
+        # (load.py:78-81): online, leave it unset so that an unfilled volume only costs a download.
+        unset = {a.env for a in getattr(release_module, "ASSETS", ())}
+        api = replace(api, environment={k: v for k, v in api.environment.items() if k not in unset})
     services = tuple(_with_interval(s, profile.health_interval) for s in (*dbs, *model_servers, api))
     if pins:
         services = tuple(replace(s, image=pins.get(s.image, s.image)) for s in services)
