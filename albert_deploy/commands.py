@@ -162,6 +162,7 @@ def lock(profile_path: str | None) -> dict[str, Any]:
 
 def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
     """One archive: the images, the model caches, the rendered files (without .env), the profile and its lock."""
+    from albert_deploy.airgap import assets
     from albert_deploy.airgap import bundle as archive
     from albert_deploy.converge import engine
 
@@ -182,7 +183,10 @@ def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
             )
         files[f"profile/{Path(locked.path).name}"] = Path(locked.path).read_bytes()
     images = sorted({s.image for s in plan.services})
-    return archive.write_bundle(engine.connect(), plan.project, images, list(plan.caches), files, target)
+    api_image = next(s.image for s in plan.services if s.role == "api")
+    jobs = [*plan.caches, *(assets.as_volume_job(a, api_image) for a in plan.assets)]
+    checked = {a.volume: (a.cache_file, a.sha256) for a in plan.assets}
+    return archive.write_bundle(engine.connect(), plan.project, images, jobs, files, target, checked)
 
 
 def load_bundle(path: Path, out_dir: Path, profile_dir: Path) -> dict[str, Any]:

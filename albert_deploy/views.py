@@ -55,12 +55,13 @@ def down_text(result: dict[str, Any]) -> str:
 
 
 def status_text(result: dict[str, Any]) -> str:
+    warning = [result["api_warning"]] if result.get("api_warning") else []
     if not result["services"]:
-        return f"Project {result['project']}: no containers."
+        return "\n".join([f"Project {result['project']}: no containers.", *warning])
     rows = [["SERVICE", "STATE", "HEALTH", "GPUS", "PORTS", "LOCK", "DRIFT"]]
     rows += [[s["service"], s["state"], s["health"] or "-", s["gpus"], ",".join(s["ports"]) or "-", s["lock"],
               s["drift"]] for s in result["services"]]  # fmt: skip
-    lines = [f"Project {result['project']}", *_table(rows)]
+    lines = [f"Project {result['project']}", *_table(rows), *warning]
     if result["drift"]:
         lines.append("The stack differs from the profile: `albert-deploy diff` says what `up` would change.")
     if result.get("lock_mismatch"):
@@ -94,13 +95,20 @@ def render_kubernetes_text(result: dict[str, Any]) -> str:
     rows = [[w["service"], w["kind"], w["role"], f"gpus {w['gpus'] or '-'}", w["image"]] for w in result["workloads"]]
     lines += ["  " + row for row in _table(rows)]
     lines += [f"Kubernetes name of {old}: {new}" for old, new in result["renamed"].items()]
+    out, ns = result["output"], result["namespace"]
+    steps = []
+    if result["data"]:
+        steps.append(f"kubectl apply -k {out}/{result['data']}   # once: namespace and model caches, "
+                     f"which `kubectl delete -k {out}/{result['app']}` keeps")  # fmt: skip
+    steps.append(f"kubectl apply -f {out}/{result['secret']}   # generated secrets: keep this file out of git")
     needed, optional = result["operator_required"], result["operator_optional"]
     if needed or optional:
         keys = " ".join(f"--from-literal={k}=..." for k in needed + optional)
         what = ", ".join([*(f"{k} required" for k in needed), *(f"{k} optional" for k in optional)])
-        lines.append(f"Your own variables ({what}) go in Secret {result['operator_secret']}; create it with:\n"
-                     f"  kubectl -n {result['namespace']} create secret generic {result['operator_secret']} {keys}")  # fmt: skip
-    lines.append(f"Apply it with: kubectl apply -k {result['output']}")
+        steps.append(f"kubectl -n {ns} create secret generic {result['operator_secret']} {keys}   # yours: {what}")
+    steps.append(f"kubectl apply -k {out}/{result['app']}   # the stack; commit this directory for GitOps")
+    lines.append("Apply it, in this order:")
+    lines += [f"  {n}. {step}" for n, step in enumerate(steps, 1)]
     return "\n".join(lines)
 
 
@@ -110,6 +118,7 @@ def pull_text(result: dict[str, Any]) -> str:
         lines.append(f"Downloaded {len(result['models'])} model(s) with {result['downloader']} "
                      f"(Hugging Face token {result['token']}):")  # fmt: skip
         lines += [f"  {m['model']} -> volume {m['volume']}" for m in result["models"]]
+    lines += [f"Downloaded the {a['asset']} -> volume {a['volume']} (sha256 checked)" for a in result.get("assets", [])]
     return "\n".join(lines)
 
 

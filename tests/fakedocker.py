@@ -7,6 +7,7 @@ writes a snapshot into its volume and the cache check finds it. No daemon, no ne
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import tarfile
@@ -48,6 +49,7 @@ class FakeApi:
         self.load_events: list[dict[str, Any]] = [{"stream": "Loaded image"}]
         self.save_error: docker.errors.APIError | None = None
         self.start_error: docker.errors.APIError | None = None
+        self.served: dict[str, bytes] = {}  # URL -> body, for the release-asset download script
         self.run: Callable[[dict[str, Any]], tuple[int, str]] = self._default_run
         self._ids = itertools.count(1)
 
@@ -132,11 +134,64 @@ class FakeApi:
             repo = container["command"][0]
             self.volume_data[self._volume_of(container)] = volume_tar({"snapshots/x/config.json": repo.encode()})
             return 0, f"downloaded {repo}"
+        script = " ".join(container.get("entrypoint") or [])
+        if "urllib.request" in script:  # a release asset's download: argv = URL, file, sha256, uid
+            return self._download_asset(container)
+        if "hashlib.sha256(open" in script:  # a release asset's check: argv = file, sha256
+            path, expected = container["command"]
+            raw = io.BytesIO(self.volume_data.get(self._volume_of(container), b""))
+            with tarfile.open(fileobj=raw, mode="r:") as tar:
+                stored = {m.name: tar.extractfile(m) for m in tar.getmembers() if m.isfile()}
+                data = stored.get(path.rsplit("/", 1)[1])
+                found = data is not None and hashlib.sha256(data.read()).hexdigest() == expected
+            return (0 if found else 1), ""
         if container.get("entrypoint", [""])[0] == "sh":  # the cache check
             return (0 if b"snapshots" in self.volume_data.get(self._volume_of(container), b"") else 1), ""
         return 0, ""
+
+    def _download_asset(self, container: dict[str, Any]) -> tuple[int, str]:
+        url, path, expected, _ = container["command"]
+        if url not in self.served:
+            return 1, "urllib.error.URLError: <urlopen error [Errno -3] Temporary failure in name resolution>"
+        got = hashlib.sha256(self.served[url]).hexdigest()
+        if got != expected:
+            return 3, f"refused: sha256 {got} is not the expected {expected}"
+        self.volume_data[self._volume_of(container)] = volume_tar({path.rsplit("/", 1)[1]: self.served[url]})
+        return 0, f"downloaded {url} into {path}"
 
 
 class FakeClient:
     def __init__(self) -> None:
         self.api = FakeApi()
+
+
+# The real tiktoken file cannot be fetched in tests: the asset keeps its URL and file name, with the
+# sha256 of this body, which the fake serves at that URL.
+TIKTOKEN_BODY = b"bzw= 0\nISA= 1\n"
+
+
+def tiktoken_test_asset() -> Any:
+    from dataclasses import replace
+
+    from albert_deploy.plan.assets import TIKTOKEN_O200K
+
+    return replace(TIKTOKEN_O200K, sha256=hashlib.sha256(TIKTOKEN_BODY).hexdigest())
+
+
+def serving_tiktoken(fake: FakeClient, monkeypatch: Any) -> None:
+    """Make 0.2.0 plans use the test asset, which ``fake`` serves at its URL."""
+    from albert_deploy.plan.releases import r0_2_0
+
+    asset = tiktoken_test_asset()
+    fake.api.served[asset.url] = TIKTOKEN_BODY
+    monkeypatch.setattr(r0_2_0, "ASSETS", (asset,))
+
+
+def connected_fake(monkeypatch: Any) -> FakeClient:
+    """A fake that ``engine.connect`` returns, serving the test tiktoken asset."""
+    from albert_deploy.converge import engine
+
+    fake = FakeClient()
+    serving_tiktoken(fake, monkeypatch)
+    monkeypatch.setattr(engine, "connect", lambda: fake)
+    return fake

@@ -9,6 +9,7 @@ carries its project's label and is removed by the ``deploy`` fixture, pass or fa
 from __future__ import annotations
 
 import contextlib
+import http.server
 import io
 import json
 import shutil
@@ -26,7 +27,10 @@ from click.testing import CliRunner
 
 from albert_deploy.cli import cli
 from albert_deploy.converge.containers import PROJECT
+from albert_deploy.plan.assets import URL_OVERRIDE_ENV
+from albert_deploy.plan.releases import r0_2_0
 from tests.conftest import TEST_LABEL
+from tests.fakedocker import TIKTOKEN_BODY, tiktoken_test_asset
 from tests.helpers import FULL, Deployment
 
 pytestmark = pytest.mark.docker
@@ -51,6 +55,30 @@ def snapshot_download(repo_id, cache_dir, **kwargs):
         f.write("{}")
     return snapshot
 '''
+
+
+class _Tiktoken(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(TIKTOKEN_BODY)))
+        self.end_headers()
+        self.wfile.write(TIKTOKEN_BODY)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def tiktoken_on_loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """0.2.0's tiktoken file, served on 127.0.0.1 through the test-only URL override (no other host is reachable)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Tiktoken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(URL_OVERRIDE_ENV, f"http://127.0.0.1:{server.server_port}/o200k_base.tiktoken")
+    monkeypatch.setattr(r0_2_0, "ASSETS", (tiktoken_test_asset(),))
+    try:
+        yield tiktoken_test_asset().cache_file
+    finally:
+        server.shutdown()
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> Any:
@@ -101,6 +129,7 @@ def _files(client: Any, image: str, volume: str, path: str) -> list[str]:
 
 
 def test_pull_lock_and_offline_up_against_a_loopback_registry(
+    tiktoken_on_loopback: str,
     deploy: Callable[..., Deployment],
     loopback_registry: str,
     standin_images: dict[str, str],
@@ -132,6 +161,13 @@ def test_pull_lock_and_offline_up_against_a_loopback_registry(
         result = json.loads(pulled.stdout)
         assert sorted(i["image"] for i in result["images"]) == sorted(pushed.values())
         assert f"{pushed['redis']}: pulling" in pulled.stderr  # progress per image (JSON lines on stderr)
+        (asset,) = result["assets"]
+        assert asset["volume"] == f"{d.project}_tiktoken-cache"
+        # Fetched from 127.0.0.1 through the override, checked, owned by the API's user (tiktoken may rewrite it).
+        assert _files(docker_client, pushed["api"], asset["volume"], "/t") == [
+            "1100 .",
+            f"1100 ./{tiktoken_on_loopback}",
+        ]
         (model,) = result["models"]
         assert model["model"] == E5 and model["volume"] == f"{d.project}_multilingual-e5-large-cache"
         assert model["detail"].endswith("token set") and result["token"] == "set"
@@ -197,11 +233,12 @@ def test_pull_lock_and_offline_up_against_a_loopback_registry(
         assert rows["redis"].startswith("differs") and rows["api"] == "matches" and status["lock_mismatch"]
         lock_file.unlink()
 
-        # offline again, the model cache gone: refused, naming the model and its volume.
+        # offline again, the model cache and tiktoken's file gone: refused, naming both and their volumes.
         assert d.cli("down", "--volumes").exit_code == 0
         refused = d.cli("up")
         assert refused.exit_code == 1
-        assert f"model {E5} (volume {model['volume']})." in refused.stderr  # (and the redis tag: pulled by digest)
+        assert f"model {E5} (volume {model['volume']}), the tiktoken o200k_base encoding" in refused.stderr
+        assert f"volume {asset['volume']})." in refused.stderr  # (and the redis tag: pulled by digest)
     finally:
         _untag(docker_client, loopback_registry + "/")
 
@@ -232,7 +269,11 @@ def _watch_downloads(client: Any, project: str, seen: list[dict[str, Any]]) -> N
 
 
 def test_bundle_then_load_restores_images_volumes_and_files(
-    deploy: Callable[..., Deployment], standin_images: dict[str, str], docker_client: Any, tmp_path: Path
+    tiktoken_on_loopback: str,
+    deploy: Callable[..., Deployment],
+    standin_images: dict[str, str],
+    docker_client: Any,
+    tmp_path: Path,
 ) -> None:
     # Dedicated tags of the stand-ins: removing them leaves every other test's images alone.
     copies = {key: f"albert-deploy-test-bundle/{name}:{uuid.uuid4().hex[:8]}" for key, name in
@@ -247,6 +288,7 @@ def test_bundle_then_load_restores_images_volumes_and_files(
             docker_client, d, volume, copies["tei"],
             f"mkdir -p {E5_SNAPSHOT} && echo weights > {E5_SNAPSHOT}/model.safetensors && chown -R 1100 {E5_CACHE}",
         )  # fmt: skip
+        tiktoken = _seed_tiktoken(docker_client, d, copies["api"], tiktoken_on_loopback)
         archive = tmp_path / "albert.tar"
         t0 = time.monotonic()
         made = _run("bundle", str(d.profile), "-o", str(archive), "--json")
@@ -254,8 +296,8 @@ def test_bundle_then_load_restores_images_volumes_and_files(
         bundled = json.loads(made.stdout)
         print(f"bundle: {bundled['size'] / 1e6:.1f} MB in {time.monotonic() - t0:.1f} s")
         assert sorted(bundled["members"]) == sorted(
-            ["images.tar", f"volumes/{volume}.tar", "rendered/compose.yml", "rendered/config.yml",
-             "rendered/RUNBOOK.md", "profile/profile.yaml"]
+            ["images.tar", f"volumes/{volume}.tar", f"volumes/{tiktoken}.tar", "rendered/compose.yml",
+             "rendered/config.yml", "rendered/RUNBOOK.md", "profile/profile.yaml"]
         )  # fmt: skip
         with tarfile.open(archive) as tar:
             assert tar.getnames()[0] == "manifest.json"
@@ -265,6 +307,7 @@ def test_bundle_then_load_restores_images_volumes_and_files(
         for copy in copies.values():
             docker_client.images.remove(copy)
         docker_client.volumes.get(volume).remove()
+        docker_client.volumes.get(tiktoken).remove()
         host = tmp_path / "offline"
         out, profiles = host / "deploy", host / "profiles"
 
@@ -305,6 +348,7 @@ def test_bundle_then_load_restores_images_volumes_and_files(
 
 
 def test_a_locked_profile_survives_bundle_and_load(
+    tiktoken_on_loopback: str,
     deploy: Callable[..., Deployment],
     loopback_registry: str,
     standin_images: dict[str, str],
@@ -330,6 +374,7 @@ def test_a_locked_profile_survives_bundle_and_load(
     volume = f"{d.project}_multilingual-e5-large-cache"
     try:
         _seed_e5_cache(docker_client, d, volume, pushed["tei"], f"mkdir -p {E5_SNAPSHOT}")
+        _seed_tiktoken(docker_client, d, pushed["api"], tiktoken_on_loopback)
         locked = d.cli("lock", "--json")
         assert locked.exit_code == 0, locked.output
         entries = {e["image"]: e for e in json.loads(locked.stdout)["images"]}
@@ -443,6 +488,18 @@ def _offline_stack(deploy: Any, images: dict[str, str]) -> Any:
     d.model("multilingual-e5-large")["image"] = images["tei"]
     d.edit()
     return d
+
+
+def _seed_tiktoken(docker_client: Any, d: Any, image: str, cache_file: str) -> str:
+    """The tiktoken volume as `pull` leaves it: the test file under tiktoken's name, owned by the API's user."""
+    volume = f"{d.project}_tiktoken-cache"
+    docker_client.volumes.create(volume, labels={PROJECT: d.project})
+    docker_client.containers.run(
+        image, remove=True, network_mode="none", labels={PROJECT: d.project}, user="0",
+        volumes={volume: {"bind": "/t", "mode": "rw"}},
+        entrypoint=["sh", "-c", f"printf 'bzw= 0\\nISA= 1\\n' > /t/{cache_file} && chown -R 1100 /t"],
+    )  # fmt: skip
+    return volume
 
 
 def _seed_e5_cache(docker_client: Any, d: Any, volume: str, image: str, script: str) -> None:

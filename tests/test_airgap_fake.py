@@ -22,17 +22,19 @@ from albert_deploy.converge import engine, images
 from albert_deploy.converge.progress import Silent
 from albert_deploy.errors import BundleError, DockerError, OfflineError
 from albert_deploy.plan.spec import ModelCache
-from tests.fakedocker import FakeClient, volume_tar
+from tests.fakedocker import TIKTOKEN_BODY, FakeClient, connected_fake, tiktoken_test_asset, volume_tar
 from tests.helpers import FULL, standins_profile
 
 TOKEN = "hf_secret_token_0123456789"
 
 
+ENCODING = TIKTOKEN_BODY
+ASSET = tiktoken_test_asset()  # the one the fixture makes 0.2.0 plans use
+
+
 @pytest.fixture
 def client(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
-    fake = FakeClient()
-    monkeypatch.setattr(engine, "connect", lambda: fake)
-    return fake
+    return connected_fake(monkeypatch)
 
 
 def _with_images(client: FakeClient, refs: list[str]) -> None:
@@ -100,8 +102,11 @@ def test_pull_takes_everything_from_the_plan(
     wanted = sorted({s.image for s in plan.services} | {"mirror/dl:1"})
     assert pulled.call_args.args[1] == wanted
     assert {c["image"] for c in client.api.containers.values()} == {"mirror/dl:1"}
-    assert sorted(c["command"][0] for c in client.api.containers.values()) == sorted(j.model_id for j in plan.caches)
+    assert sorted(c["command"][0] for c in client.api.containers.values()) == sorted(
+        [*(j.model_id for j in plan.caches), ASSET.url]
+    )
     assert "Downloaded 4 model(s) with mirror/dl:1 (Hugging Face token set)" in result.stdout
+    assert "Downloaded the tiktoken o200k_base encoding -> volume albert-standins_tiktoken-cache" in result.stdout
     assert TOKEN not in result.stdout
 
 
@@ -150,9 +155,12 @@ def test_offline_check_passes_when_every_image_and_cache_is_here(client: FakeCli
     _with_images(client, [s.image for s in plan.services])
     for job in plan.caches:
         client.api.volume_data[f"{plan.project}_{job.volume}"] = volume_tar({"snapshots/1/w": b"w"})
+    client.api.volume_data[f"{plan.project}_{ASSET.volume}"] = volume_tar({ASSET.cache_file: ENCODING})
     offline.refuse_missing_offline(plan, prepare(plan, tmp_path / "out", write=False))
-    assert len(client.api.containers) == len(plan.caches)  # one check per model, in the server's own image
-    assert {c["image"] for c in client.api.containers.values()} == {j.image for j in plan.caches}
+    # One check per model, in the server's own image, and one of the tiktoken file in the API's.
+    assert len(client.api.containers) == len(plan.caches) + 1
+    api = next(s.image for s in plan.services if s.role == "api")
+    assert {c["image"] for c in client.api.containers.values()} == {j.image for j in plan.caches} | {api}
 
 
 # --- bundle and load -----------------------------------------------------------------------------
@@ -164,6 +172,7 @@ def _bundled(client: FakeClient, tmp_path: Path) -> tuple[Path, Path, dict[str, 
     _with_images(client, [s.image for s in plan.services])
     for job in plan.caches:
         client.api.volume_data[f"{plan.project}_{job.volume}"] = volume_tar({"snapshots/1/w": job.model_id.encode()})
+    client.api.volume_data[f"{plan.project}_{ASSET.volume}"] = volume_tar({ASSET.cache_file: ENCODING})
     target = tmp_path / "site.bundle.tar"
     result = CliRunner().invoke(cli, ["bundle", str(profile), "-o", str(target), "--json"])
     assert result.exit_code == 0, result.output
@@ -179,7 +188,9 @@ def test_bundle_then_load_restores_images_tags_volumes_and_files(
         names = tar.getnames()
     assert names[0] == "manifest.json" and "images.tar" in names and "profile/site.yaml" in names
     assert not any(n.endswith(".env") for n in names)  # secrets stay on their host
-    assert sorted(written["volumes"]) == sorted(f"{plan.project}_{j.volume}" for j in plan.caches)
+    assert sorted(written["volumes"]) == sorted(
+        f"{plan.project}_{v}" for v in [*(j.volume for j in plan.caches), ASSET.volume]
+    )
     volumes = dict(client.api.volume_data)
 
     there = FakeClient()  # the offline host

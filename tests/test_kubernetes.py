@@ -21,6 +21,7 @@ from kubernetes_validate import utils as kv_utils
 from albert_deploy import commands
 from albert_deploy.cli import cli
 from albert_deploy.errors import ProfileError, RenderError
+from albert_deploy.plan.access import ACKNOWLEDGEMENT
 from albert_deploy.plan.build import build_plan
 from albert_deploy.profile.load import validate_profile
 from albert_deploy.render.files import render_plan
@@ -44,6 +45,8 @@ def fixed_secrets(plan: Any) -> dict[str, str]:
 def render(data: dict[str, Any] | None = None, profile: Path | None = None) -> tuple[Any, Any, dict[str, str]]:
     if data is None:
         data = yaml.safe_load((profile or REPO / "profiles" / "default.yaml").read_text())
+    if str(data.get("api", {}).get("release")) == "0.0.3":  # no authentication: say so in words (test_api_access)
+        data = {**data, "api": {**data["api"], "allow_unauthenticated_access": ACKNOWLEDGEMENT}}
     p = validate_profile(data, "test.yaml")
     plan = build_plan(p, "test.yaml")
     return p, plan, render_kubernetes(plan, fixed_secrets(plan)).files
@@ -56,7 +59,7 @@ def _load_all(text: str) -> tuple[dict[str, Any], ...]:
 
 def documents(files: dict[str, str]) -> list[dict[str, Any]]:
     """Every manifest, loaded once per text: do not change them."""
-    return [d for name, text in files.items() if name != "kustomization.yaml" for d in _load_all(text)]
+    return [d for name, text in files.items() if not name.endswith("kustomization.yaml") for d in _load_all(text)]
 
 
 def objects(files: dict[str, str], kind: str) -> dict[str, dict[str, Any]]:
@@ -117,9 +120,14 @@ def test_every_shipped_profile_validates_against_the_kubernetes_schemas(profile:
             except kubernetes_validate.ValidationError as err:
                 pytest.fail(f"{doc['kind']} {doc['metadata']['name']} (Kubernetes {version}): {err.message} at "
                             f"{'.'.join(map(str, err.path))}")  # fmt: skip
-    kustomization = yaml.safe_load(files["kustomization.yaml"])
-    assert kustomization["kind"] == "Kustomization"
-    assert kustomization["resources"] == [name for name in files if name != "kustomization.yaml"]
+    for part in ("app", "data"):
+        kustomization = yaml.safe_load(files[f"{part}/kustomization.yaml"])
+        assert kustomization["kind"] == "Kustomization"
+        assert kustomization["resources"] == [
+            n.removeprefix(f"{part}/")
+            for n in files
+            if n.startswith(f"{part}/") and not n.endswith("kustomization.yaml")
+        ]
     for doc in docs:
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/managed-by"] == "albert-deploy"
@@ -150,11 +158,12 @@ def test_default_profile_matches_golden_files() -> None:
     _, _, files = render()
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.mkdir(parents=True, exist_ok=True)
-        for old in GOLDEN.iterdir():
+        for old in GOLDEN.rglob("*.yaml"):
             old.unlink()
         for name, text in files.items():
+            (GOLDEN / name).parent.mkdir(exist_ok=True)
             (GOLDEN / name).write_text(text)
-    assert sorted(files) == sorted(p.name for p in GOLDEN.iterdir())
+    assert sorted(files) == sorted(p.relative_to(GOLDEN).as_posix() for p in GOLDEN.rglob("*.yaml"))
     for name, text in files.items():
         assert text == (GOLDEN / name).read_text(), f"{name} differs from tests/golden/kubernetes-default/{name}"
 
@@ -177,7 +186,7 @@ def test_secrets_appear_only_in_the_secret_and_are_kept(tmp_path: Path) -> None:
     first = previous_secrets(out)
     assert {"MASTER_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "QDRANT_API_KEY"} <= set(first)
     assert len(set(first.values())) == len(first) and all(len(v) >= 32 for v in first.values())
-    for path in out.iterdir():
+    for path in (p for p in out.rglob("*") if p.is_file()):
         if path.name != SECRET_FILE:
             assert stat.S_IMODE(path.stat().st_mode) == 0o644
             text = path.read_text()
@@ -357,11 +366,20 @@ def test_render_target_kubernetes_on_the_command_line(tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(cli, ["render", "--target", "kubernetes", "-o", "k8s"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in Path("k8s").iterdir()) == sorted(
-        ["namespace.yaml", "secret.yaml", "configmap.yaml", "persistentvolumeclaims.yaml", "deployments.yaml",
-         "statefulsets.yaml", "services.yaml", "kustomization.yaml"]
+    assert sorted(p.relative_to("k8s").as_posix() for p in Path("k8s").rglob("*.yaml")) == sorted(
+        ["data/namespace.yaml", "secret.yaml", "app/configmap.yaml", "data/persistentvolumeclaims.yaml",
+         "app/deployments.yaml", "app/statefulsets.yaml", "app/services.yaml", "app/kustomization.yaml",
+         "data/kustomization.yaml"]
     )  # fmt: skip
-    assert "Apply it with: kubectl apply -k " in result.stdout
+    # The namespace exists before anything is created in it: data/ first, the stack last.
+    steps = [line.split(". ", 1)[1] for line in result.stdout.splitlines() if re.match(r"^  \d\. kubectl", line)]
+    out = str(Path("k8s").resolve())
+    assert [s.split("   #")[0] for s in steps] == [
+        f"kubectl apply -k {out}/data",
+        f"kubectl apply -f {out}/secret.yaml",
+        "kubectl -n albert create secret generic operator-secrets --from-literal=HF_TOKEN=...",
+        f"kubectl apply -k {out}/app",
+    ]
     assert result.stdout.count(" Deployment ") == 5 and result.stdout.count(" StatefulSet ") == 3
     # The compose output is its own directory.
     assert runner.invoke(cli, ["render", "-o", "compose"]).exit_code == 0
@@ -377,10 +395,10 @@ def test_an_unreadable_previous_secret_stops_the_render(tmp_path: Path) -> None:
     out = tmp_path / "k8s"
     commands.render(None, out, target="kubernetes")
     (out / SECRET_FILE).write_text("stringData: [unclosed\n")
-    before = {p.name: p.read_text() for p in out.iterdir()}
+    before = {p: p.read_text() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(RenderError, match=r"cannot read the secrets kept there .* restore it from"):
         commands.render(None, out, target="kubernetes")
-    assert {p.name: p.read_text() for p in out.iterdir()} == before
+    assert {p: p.read_text() for p in out.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.parametrize(
@@ -410,3 +428,34 @@ def test_render_stays_fast() -> None:
     start = time.perf_counter()
     render_kubernetes(plan)
     assert time.perf_counter() - start < 0.5  # about 0.02 s here once the templates are compiled (0.06 s before)
+
+
+def test_kubectl_delete_k_of_the_stack_keeps_the_namespace_and_every_volume() -> None:
+    """`kubectl delete -k app/` deletes exactly what app/ lists: neither the Namespace (whose deletion
+    would take every claim with it) nor a claim may be there; databases' claims come from
+    volumeClaimTemplates, which a StatefulSet's deletion keeps (retention policy Retain, the default)."""
+    _, _, files = render()
+    app = {n: t for n, t in files.items() if n.startswith("app/") and not n.endswith("kustomization.yaml")}
+    kinds = {d["kind"] for d in documents(app)}
+    assert kinds.isdisjoint({"Namespace", "PersistentVolumeClaim", "Secret"}), kinds
+    data = {d["kind"] for d in documents({n: t for n, t in files.items() if n.startswith("data/")})}
+    assert data == {"Namespace", "PersistentVolumeClaim"}
+    for s in objects(files, "StatefulSet").values():
+        policy = s["spec"].get("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain"})
+        assert policy["whenDeleted"] == "Retain"
+
+
+def test_the_generated_secret_is_outside_the_directory_to_commit() -> None:
+    _, plan, files = render()
+    secrets = fixed_secrets(plan)
+    assert [d["kind"] for d in documents({"secret.yaml": files["secret.yaml"]})] == ["Secret"]
+    for name, text in files.items():
+        if name != "secret.yaml":
+            assert "/" in name, f"{name} would sit beside the secret"
+            assert not [k for k, v in secrets.items() if v in text], f"a secret is in {name}"
+
+
+def test_the_api_is_replaced_not_rolled_so_one_pod_runs_the_migrations() -> None:
+    _, _, files = render()
+    for name, deployment in objects(files, "Deployment").items():
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}, name

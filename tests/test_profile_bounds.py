@@ -279,7 +279,7 @@ def test_the_longest_start_period_renders_for_compose_and_kubernetes(tmp_path: P
     assert result.exit_code == 0, result.output
     thresholds = [
         probe["failureThreshold"]
-        for path in kubernetes.glob("*.yaml")
+        for path in kubernetes.rglob("*.yaml")
         for doc in yaml.safe_load_all(path.read_text())
         if isinstance(doc, dict) and doc.get("kind") in ("Deployment", "StatefulSet")
         for c in doc["spec"]["template"]["spec"]["containers"]

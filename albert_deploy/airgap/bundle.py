@@ -32,6 +32,7 @@ import docker.types
 from docker.utils import parse_repository_tag
 
 from albert_deploy import __version__
+from albert_deploy.airgap.assets import sha256_in_volume_tar
 from albert_deploy.converge import containers, engine
 from albert_deploy.errors import BundleError, DockerError
 from albert_deploy.plan.spec import ModelCache
@@ -62,8 +63,13 @@ def write_bundle(
     jobs: list[ModelCache],
     files: dict[str, bytes],
     target: Path,
+    checked: dict[str, tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Write the archive to ``target`` (through a temporary file: a failed bundle leaves nothing)."""
+    """Write the archive to ``target`` (through a temporary file: a failed bundle leaves nothing).
+
+    ``checked``: volume key -> (file, sha256) that volume must hold (a release asset): refused
+    here when it does not, recorded in the manifest so that ``load`` checks it again."""
+    checked = checked or {}
     t0 = time.monotonic()
     target = target.resolve()
     try:
@@ -72,7 +78,7 @@ def write_bundle(
         raise BundleError(f"{target}: cannot write there ({err.strerror}); choose a writable place with -o") from None
     try:
         members: dict[str, dict[str, Any]] = {}
-        volumes: dict[str, dict[str, str]] = {}
+        volumes: dict[str, dict[str, Any]] = {}
         tags = image_tags(client, image_refs)
         _store(work, members, "images.tar", _saved_images(client, image_refs))
         for job in jobs:
@@ -81,6 +87,13 @@ def write_bundle(
             member = f"volumes/{volume}.tar"
             _store(work, members, member, _volume_contents(client, project, volume, image_id))
             volumes[volume] = {"member": member, "volume": job.volume, "service": job.service, "image_id": image_id}
+            if job.volume in checked:
+                name, sha256 = checked[job.volume]
+                with open(work / "members" / member, "rb") as stream:
+                    if sha256_in_volume_tar(stream, name) != sha256:
+                        raise BundleError(f"volume {volume} lacks the {job.model_id} ({name} with sha256 {sha256}): "
+                                          "run `albert-deploy pull` first")  # fmt: skip
+                volumes[volume]["file"] = {"name": name, "sha256": sha256}
         for name, data in sorted(files.items()):
             _store(work, members, name, iter([data]))
         manifest = {

@@ -78,21 +78,27 @@ def _download(
         ),
         name=f"{project}-download-{job.service}",
     )["Id"]
-    try:
-        client.api.start(container)
-        code = client.api.wait(container).get("StatusCode", -1)
-        log = client.api.logs(container).decode("utf-8", "replace")
-    except docker.errors.APIError as err:
-        code, log = -1, engine.explanation(err)
-    finally:
-        with contextlib.suppress(docker.errors.APIError):
-            client.api.remove_container(container, force=True)
+    code, log = run_once(client, container)
     if token:
         log = log.replace(token, "********")
     last = (log.strip().splitlines() or ["(no output)"])[-1][:300]
     reporter.update(key, state="downloaded" if code == 0 else "failed", detail=last)
     return {"service": job.service, "model": job.model_id, "volume": volume, "path": job.model_dir,
             "ok": code == 0, "detail": last}  # fmt: skip
+
+
+def run_once(client: Any, container: str) -> tuple[int, str]:
+    """Start a created one-off container, wait for it, remove it: (exit code, its log)."""
+    try:
+        client.api.start(container)
+        code = int(client.api.wait(container).get("StatusCode", -1))
+        log = client.api.logs(container).decode("utf-8", "replace")
+    except docker.errors.APIError as err:
+        code, log = -1, engine.explanation(err)
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_container(container, force=True)
+    return code, log
 
 
 def missing_caches(client: Any, project: str, todo: list[ModelCache]) -> list[ModelCache]:

@@ -6,7 +6,7 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from albert_deploy.airgap import modelcache
+from albert_deploy.airgap import assets, modelcache
 from albert_deploy.converge import containers, engine, images
 from albert_deploy.converge.apply import Applied
 from albert_deploy.converge.progress import Reporter, Silent
@@ -21,20 +21,22 @@ def pull(applied: Applied, reporter: Reporter | None = None) -> dict[str, Any]:
     plan = applied.plan
     todo = list(plan.caches)
     downloader = plan.downloader_image
-    wanted = sorted({s.image for s in plan.services} | ({downloader} if todo else set()))
+    wanted = sorted({s.image for s in plan.services} | ({downloader} if todo or plan.assets else set()))
     # The environment first, then what the operator put in .env; never printed, never on a command line.
     token = os.environ.get("HF_TOKEN") or applied.env.get("HF_TOKEN") or None
-    reporter.begin([*wanted, *(f"model {j.service}" for j in todo)])
+    reporter.begin([*wanted, *(f"model {j.service}" for j in todo), *(f"asset {a.volume}" for a in plan.assets)])
     try:
         pulled = images.pull_all(client, wanted, reporter)
         downloads = modelcache.download_all(client, plan.project, todo, downloader, token, reporter)
+        fetched = assets.download_assets(client, plan.project, list(plan.assets), downloader, reporter)
     finally:
         reporter.end()
     return {
         "project": plan.project,
         "images": pulled,
         "models": downloads,
-        "downloader": downloader if todo else None,
+        "assets": fetched,
+        "downloader": downloader if todo or plan.assets else None,
         "token": "set" if token else "not set",
     }
 
@@ -55,6 +57,13 @@ def refuse_missing_offline(plan: Plan, applied: Applied) -> None:
         f"model {j.model_id} (volume {containers.volume_name(plan.project, j.volume)})"
         for j in modelcache.missing_caches(client, plan.project, todo)
     ]
+    api_image = next(s.image for s in plan.services if s.role == "api")
+    if plan.assets and present.get(api_image):  # checked in the API's own image, which has python3
+        missing += [
+            f"the {a.name} ({a.cache_file}, sha256 {a.sha256[:12]}…, volume "
+            f"{containers.volume_name(plan.project, a.volume)})"
+            for a in assets.missing_assets(client, plan.project, list(plan.assets), run_as.get(api_image, api_image))
+        ]
     if missing:
         raise OfflineError(
             f"offline: true, and this host is missing {', '.join(missing)}.\n"

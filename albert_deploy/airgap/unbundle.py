@@ -17,6 +17,7 @@ from typing import Any
 import docker.errors
 from docker.utils import parse_repository_tag
 
+from albert_deploy.airgap.assets import sha256_in_volume_tar
 from albert_deploy.airgap.bundle import CHUNK, FORMAT, MANIFEST, VOLUME_ROOT, volume_helper
 from albert_deploy.converge import engine
 from albert_deploy.errors import BundleError, DockerError
@@ -57,11 +58,26 @@ def verify(path: Path) -> dict[str, Any]:
             lost = sorted(set(listed) - seen)
             if lost:
                 raise BundleError(f"{path}: member {lost[0]} is missing: copy the bundle again. Nothing was loaded")
+            _check_files(path, tar, manifest)
     except (tarfile.TarError, EOFError, ValueError, KeyError, TypeError) as err:
         raise BundleError(f"{path}: not a readable bundle ({err}); copy it again. Nothing was loaded") from None
     except OSError as err:
         raise BundleError(f"{path}: cannot read it ({err.strerror})") from None
     return dict(manifest)
+
+
+def _check_files(path: Path, tar: tarfile.TarFile, manifest: dict[str, Any]) -> None:
+    """A volume that must hold a file (a release asset, e.g. tiktoken's) holds it with its sha256."""
+    for volume, meta in sorted(manifest["volumes"].items()):
+        want = meta.get("file")
+        if not want:
+            continue
+        stream = tar.extractfile(tar.getmember(meta["member"]))
+        if stream is None or sha256_in_volume_tar(stream, want["name"]) != want["sha256"]:
+            raise BundleError(
+                f"{path}: volume {volume} does not hold {want['name']} with sha256 {want['sha256']}: "
+                "bundle again after `albert-deploy pull`. Nothing was loaded"
+            )
 
 
 def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

@@ -170,6 +170,9 @@ def status(project: str, applied: Applied | None, locked: dict[str, dict[str, An
         "lock_mismatch": any(r["lock"].startswith("differs") for r in rows),
         "drift": any(r["drift"] not in ("none", "unknown") and not r["drift"].startswith("none ") for r in rows),
         "api_url": api_url(applied.plan) if applied else None,
+        # None without a profile; False: the API lets anyone in (release 0.0.3).
+        "api_authenticated": applied.plan.api_access.authenticated if applied else None,
+        "api_warning": applied.plan.api_access.warning() if applied else None,
     }
 
 

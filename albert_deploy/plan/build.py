@@ -12,6 +12,8 @@ from albert_deploy import catalog
 from albert_deploy.errors import PlacementError, ProfileError
 from albert_deploy.placement.place import Placement, place
 from albert_deploy.plan import databases, order, servers
+from albert_deploy.plan.access import ApiAccess, api_access
+from albert_deploy.plan.assets import ReleaseAsset
 from albert_deploy.plan.releases import MODULES, Release
 from albert_deploy.plan.spec import Endpoint, GpuStartOrder, Joined, ModelCache, Ref, Service, server_url
 from albert_deploy.profile.kubernetes import Kubernetes
@@ -40,8 +42,10 @@ class Plan:
     secrets: tuple[str, ...]  # generated into .env
     operator_env: tuple[str, ...]  # the operator provides these (external keys, HF_TOKEN)
     placement: Placement = field(compare=False)
+    api_access: ApiAccess  # whether the API asks for a key (0.0.3 does not), and where it is published
     offline: bool = False  # air-gapped host: refuse to start when an image or a model cache is missing
     caches: tuple[ModelCache, ...] = ()  # every hosted model's weights, for pull, bundle and the offline check
+    assets: tuple[ReleaseAsset, ...] = ()  # files the API reads at start (0.2.0: tiktoken), same uses
     downloader_image: str = catalog.DOWNLOADER_IMAGE  # `pull` downloads the models' weights in it
     start_order: tuple[GpuStartOrder, ...] = ()  # per GPU, its servers in the order they start
     kubernetes: Kubernetes = field(default_factory=Kubernetes, compare=False)  # type: ignore[arg-type]
@@ -60,6 +64,7 @@ def build_plan(
     ``locked_ids``: ``repository@sha256:…`` -> the image id the lock recorded with it."""
     release_module = MODULES[profile.api.release]
     release = release_module.RELEASE
+    access = api_access(release.version, profile.api.bind, profile.api.allow_unauthenticated_access, source)
     placement = place_models(profile, source)
     endpoints = [_endpoint(m) for m in profile.models]
     if release.substitutes_env:
@@ -77,6 +82,11 @@ def build_plan(
         profile.images.get("api", release.image), {name: Ref(name) for name in config_refs if name != "MASTER_KEY"}
     )
     api = _with_api_wiring(api, profile, [*dbs, *model_servers])
+    if not profile.offline:
+        # tiktoken re-raises a failed cache write only in a directory named by TIKTOKEN_CACHE_DIR
+        # (load.py:78-81): online, leave it unset so that an unfilled volume only costs a download.
+        unset = {a.env for a in getattr(release_module, "ASSETS", ())}
+        api = replace(api, environment={k: v for k, v in api.environment.items() if k not in unset})
     services = tuple(_with_interval(s, profile.health_interval) for s in (*dbs, *model_servers, api))
     if pins:
         services = tuple(replace(s, image=pins.get(s.image, s.image)) for s in services)
@@ -95,8 +105,10 @@ def build_plan(
         secrets=tuple(secrets),
         operator_env=tuple(operator),
         placement=placement,
+        api_access=access,
         offline=profile.offline,
         caches=tuple(servers.model_cache(m, by_name[m.name or ""]) for m in profile.hosted),
+        assets=tuple(getattr(release_module, "ASSETS", ())),
         downloader_image=profile.images.get("downloader", catalog.DOWNLOADER_IMAGE),
         start_order=start_order,
         kubernetes=profile.kubernetes,

@@ -23,6 +23,11 @@ class Api(Strict):
     bind: str = Field("127.0.0.1", description="Host address the API port binds to; 0.0.0.0 for every interface.")
     vector_store: str = Field("qdrant", description="qdrant, or elasticsearch where the release supports it.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    allow_unauthenticated_access: str | None = Field(
+        None,
+        description="Release 0.0.3 has no authentication: to publish it beyond 127.0.0.1 (or on Kubernetes), "
+        'write exactly "anyone who can reach the API can use it".',
+    )
 
     @field_validator("release")
     @classmethod

@@ -98,7 +98,8 @@ class Kubernetes(Strict):
         None, description="Namespace of every object. Default: the project, with '_' written '-'."
     )
     create_namespace: bool = Field(
-        True, description="Write the Namespace object; false for an existing namespace (`kubectl delete -k` keeps it)."
+        True,
+        description="Write the Namespace object (in data/, which `kubectl delete -k DIR/app` never removes); false for an existing namespace.",
     )
     storage_class: str | None = Field(
         None, description="StorageClass of the model caches and database volumes. Default: the cluster's default."

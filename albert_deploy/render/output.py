@@ -64,7 +64,7 @@ def check_ours(out_dir: Path, ours: tuple[str, ...]) -> None:
 
 
 def _same(out_dir: Path, files: dict[str, str]) -> bool:
-    present = {p.name for p in out_dir.iterdir()}
+    present = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if not p.is_dir()}
     if present != set(files):
         return False
     return all((out_dir / name).read_text(encoding="utf-8") == text for name, text in files.items())
@@ -72,6 +72,7 @@ def _same(out_dir: Path, files: dict[str, str]) -> bool:
 
 def _write(path: Path, text: str, mode: int) -> None:
     # Create with the final mode so a secret is never readable by others, even for a moment.
+    path.parent.mkdir(mode=0o755, exist_ok=True)  # "app/deployments.yaml": one level of subdirectory
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)

@@ -10,6 +10,7 @@ from typing import Any
 from albert_deploy.catalog import EMBEDDINGS, RELEASES, RERANK, SPEECH, TEXT_GENERATION, HttpGet, urlopen_get
 from albert_deploy.errors import RenderError
 from albert_deploy.plan import databases
+from albert_deploy.plan.assets import TIKTOKEN_O200K
 from albert_deploy.plan.spec import Endpoint, Joined, Mount, Ref, Service
 from albert_deploy.sizes import Size
 
@@ -35,6 +36,8 @@ MASTER_KEY = Ref("MASTER_KEY")
 DATABASE_TYPES = ("qdrant", "elasticsearch", "redis", "sql")  # app/schemas/core/settings.py:29-33
 # Monitoring albert-deploy turns on: usage rows in postgres, and /metrics (app/schemas/core/settings.py:238-240).
 MONITORING = ("postgres", "prometheus")
+# Read at every start (the default general.tokenizer, app/schemas/core/settings.py:269): see plan/assets.py.
+ASSETS = (TIKTOKEN_O200K,)
 
 
 def api_service(image: str, environment: dict[str, Any]) -> Service:
@@ -44,8 +47,11 @@ def api_service(image: str, environment: dict[str, Any]) -> Service:
         role="api",
         image=image,
         mem_limit=Size(RELEASE.memory_gib * 2**30),
-        environment={"MASTER_KEY": MASTER_KEY, **environment},
-        mounts=(Mount("./config.yml", RELEASE.config_mount, read_only=True),),
+        environment={"MASTER_KEY": MASTER_KEY, **environment, **{a.env: a.mount for a in ASSETS}},
+        mounts=(
+            Mount("./config.yml", RELEASE.config_mount, read_only=True),
+            *(Mount(a.volume, a.mount) for a in ASSETS),  # writable: an online host without `pull` fills it
+        ),
         healthcheck=urlopen_get(HttpGet(8000, "/openapi.json"), start_period_s=120),
     )
 

@@ -61,7 +61,7 @@ class Volume:
     name: str
     claim: str | None = None  # a PersistentVolumeClaim
     config_map: str | None = None
-    memory: str | None = None  # an emptyDir in memory of this size (/dev/shm)
+    memory: str | None = None  # an emptyDir in memory of this size (/dev/shm); none of the three: an emptyDir
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,10 @@
-"""plan -> Kubernetes manifests: a kustomize directory for `kubectl apply -k DIR`, checked, then
-written all at once.
+"""plan -> Kubernetes manifests, checked, then written all at once, in three parts:
+
+- ``app/``: a kustomize directory for ``kubectl apply -k DIR/app`` (the one to commit for GitOps);
+  ``kubectl delete -k DIR/app`` removes only these objects.
+- ``data/``: the Namespace and the model caches' claims, applied once with ``kubectl apply -k DIR/data``.
+  Kept out of ``app/`` because deleting a namespace deletes every claim in it, and ``delete -k`` would.
+- ``secret.yaml`` at the top, in no kustomization: the generated secrets, applied with ``kubectl apply -f``.
 
 The plan is the compose target's, mapped object by object (``kubernetes/workloads.py``): model servers and
 the API become Deployments with a Service, databases StatefulSets with a volume claim, model caches
@@ -15,6 +20,7 @@ from typing import Any
 
 from albert_deploy import __version__
 from albert_deploy.errors import RenderError
+from albert_deploy.plan.access import refuse_cluster_exposure
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Joined, Ref
 from albert_deploy.render import envfile, output
@@ -30,6 +36,8 @@ from albert_deploy.render.kubernetes.objects import (
 from albert_deploy.render.kubernetes.workloads import Layout, layout
 from albert_deploy.resources import template_text
 
+APP_DIR = "app"  # `kubectl apply -k` / `delete -k`: workloads, services, config
+DATA_DIR = "data"  # applied once, never deleted by `delete -k DIR/app`: namespace and caches
 NAMESPACE_FILE = "namespace.yaml"
 SECRET_FILE = "secret.yaml"
 CONFIGMAP_FILE = "configmap.yaml"
@@ -38,10 +46,7 @@ DEPLOYMENTS_FILE = "deployments.yaml"
 STATEFULSETS_FILE = "statefulsets.yaml"
 SERVICES_FILE = "services.yaml"
 KUSTOMIZATION_FILE = "kustomization.yaml"
-GENERATED = (
-    NAMESPACE_FILE, SECRET_FILE, CONFIGMAP_FILE, PVC_FILE, DEPLOYMENTS_FILE, STATEFULSETS_FILE, SERVICES_FILE,
-    KUSTOMIZATION_FILE,
-)  # fmt: skip
+GENERATED = (APP_DIR, DATA_DIR, SECRET_FILE)
 COMPOSE_FILES = ("compose.yml", ".env")
 
 
@@ -56,6 +61,9 @@ def render_into(plan: Plan, out_dir: Path) -> dict[str, Any]:
         "files": sorted(rendered.files),
         "change": change,
         "namespace": manifests.namespace,
+        "app": APP_DIR,
+        "data": DATA_DIR if any(f.startswith(DATA_DIR + "/") for f in rendered.files) else None,
+        "secret": SECRET_FILE,
         "workloads": [
             {"service": w.name, "kind": w.kind, "role": w.role, "gpus": w.gpus, "image": w.container.image}
             for w in manifests.workloads
@@ -73,6 +81,7 @@ def render_kubernetes(plan: Plan, previous: dict[str, str] | None = None) -> Ren
 
 
 def _render(plan: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
+    refuse_cluster_exposure(plan.api_access, plan.release.version, plan.source)
     manifests = layout(plan)
     secrets = secret_values(plan, previous)
     env = _environment()
@@ -81,21 +90,26 @@ def _render(plan: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
     def render(template: str, **context: Any) -> str:
         return str(env.get_template(f"kubernetes/{template}.j2").render(**common, **context))
 
-    files: dict[str, str] = {}
+    data: dict[str, str] = {}
     if plan.kubernetes.create_namespace:
-        files[NAMESPACE_FILE] = render(NAMESPACE_FILE, labels=labels(STACK_NAME, "namespace", manifests.instance))
-    files[SECRET_FILE] = render(SECRET_FILE, name=GENERATED_SECRET, secrets=secrets,
-                                labels=labels(STACK_NAME, "secrets", manifests.instance))  # fmt: skip
-    files[CONFIGMAP_FILE] = render(CONFIGMAP_FILE, name=CONFIG_MAP, key=CONFIG_KEY, config=manifests.config_text,
-                                   labels=labels(manifests.names["api"], "api", manifests.instance))  # fmt: skip
+        data[NAMESPACE_FILE] = render(NAMESPACE_FILE, labels=labels(STACK_NAME, "namespace", manifests.instance))
     if manifests.claims:
-        files[PVC_FILE] = render(PVC_FILE, claims=manifests.claims)
+        data[PVC_FILE] = render(PVC_FILE, claims=manifests.claims)
+    if data:
+        data[KUSTOMIZATION_FILE] = render(KUSTOMIZATION_FILE, resources=list(data), part=DATA_DIR)
+    app: dict[str, str] = {}
+    app[CONFIGMAP_FILE] = render(CONFIGMAP_FILE, name=CONFIG_MAP, key=CONFIG_KEY, config=manifests.config_text,
+                                 labels=labels(manifests.names["api"], "api", manifests.instance))  # fmt: skip
     for name, kind in ((DEPLOYMENTS_FILE, "Deployment"), (STATEFULSETS_FILE, "StatefulSet")):
         workloads = [w for w in manifests.workloads if w.kind == kind]
         if workloads:
-            files[name] = render(name, workloads=workloads)
-    files[SERVICES_FILE] = render(SERVICES_FILE, workloads=manifests.workloads)
-    files[KUSTOMIZATION_FILE] = render(KUSTOMIZATION_FILE, resources=list(files))
+            app[name] = render(name, workloads=workloads)
+    app[SERVICES_FILE] = render(SERVICES_FILE, workloads=manifests.workloads)
+    app[KUSTOMIZATION_FILE] = render(KUSTOMIZATION_FILE, resources=list(app), part=APP_DIR)
+    files = {f"{DATA_DIR}/{n}": t for n, t in data.items()}
+    files[SECRET_FILE] = render(SECRET_FILE, name=GENERATED_SECRET, secrets=secrets,
+                                labels=labels(STACK_NAME, "secrets", manifests.instance))  # fmt: skip
+    files.update({f"{APP_DIR}/{n}": t for n, t in app.items()})
 
     from albert_deploy.render.kubernetes.validate import validate_manifests
 

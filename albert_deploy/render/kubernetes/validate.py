@@ -24,22 +24,26 @@ from albert_deploy.render.kubernetes.workloads import Layout
 KUSTOMIZATION_FILE = "kustomization.yaml"
 SECRET_FILE = "secret.yaml"
 
+DATA_DIR = "data"
 _CLUSTER_SCOPED = {"Namespace"}
+_KEPT = {"Namespace", "PersistentVolumeClaim"}  # only in data/: `kubectl delete -k app/` must not remove them
 
 
 def validate_manifests(files: dict[str, str], layout: Layout, secrets: dict[str, str]) -> None:
     namespace, config_text = layout.namespace, layout.config_text
     objects: dict[tuple[str, str], dict[str, Any]] = {}
     for name, text in files.items():
+        part, _, base = name.rpartition("/")
         for doc in _load_all(text, name):
-            if name == KUSTOMIZATION_FILE:
-                _same(name, "resources", doc.get("resources"), [f for f in files if f != KUSTOMIZATION_FILE])
+            if base == KUSTOMIZATION_FILE:
+                listed = [f.rpartition("/")[2] for f in files if f.startswith(part + "/") and f != name]
+                _same(name, "resources", doc.get("resources"), listed)
                 continue
             kind, meta = doc.get("kind"), doc.get("metadata") or {}
             where = f"{name}: {kind} {meta.get('name')}"
             _same(where, "managed-by label", (meta.get("labels") or {}).get("app.kubernetes.io/managed-by"), MANAGED_BY)
             _same(where, "namespace", meta.get("namespace"), None if kind in _CLUSTER_SCOPED else namespace)
-            if (kind == "Secret") != (name == SECRET_FILE):
+            if (kind == "Secret") != (name == SECRET_FILE) or (kind in _KEPT) != (part == DATA_DIR):
                 raise RenderError(f"internal error: {where} is in the wrong file; please report it")
             objects[(str(kind), str(meta.get("name")))] = doc
     config = _get(objects, "ConfigMap", CONFIG_MAP)

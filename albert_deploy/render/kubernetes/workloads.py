@@ -132,6 +132,9 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
             claim = Claim("data", ctx.settings.database_size, ctx.settings.storage_class,
                           labels(name, s.role, ctx.instance))  # fmt: skip
             mounts.append(VolumeMount("data", m.target))
+        elif not m.is_bind and s.role == "api":  # a release asset's cache: the API downloads it at start
+            volumes.append(Volume(m.volume))
+            mounts.append(VolumeMount(m.volume, m.target))
         elif not m.is_bind and s.role == "model":
             volumes.append(Volume("cache", claim=cache_claim_name(name)))
             mounts.append(VolumeMount("cache", m.target))
@@ -176,8 +179,9 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
         container=container,
         service_port=(port_name, published, port),
         gpus=gpus,
-        # A new model pod would wait for the old one's GPUs and cache volume: replace, do not roll.
-        strategy=None if kind == "StatefulSet" else ("RollingUpdate" if s.role == "api" else "Recreate"),
+        # Replace, do not roll: a new model pod would wait for the old one's GPUs and cache volume, and
+        # two API pods at once would run the database migrations (at start) concurrently.
+        strategy=None if kind == "StatefulSet" else "Recreate",
         init_containers=(_wait_container(s, ctx),) if s.role == "api" else (),
         volumes=tuple(volumes),
         claim=claim,
