@@ -8,6 +8,8 @@ commands) is set beside every fact, one case per fact.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import re
 import sys
 from collections.abc import Callable
@@ -152,3 +154,42 @@ def test_the_facts_were_read_at_the_images_the_catalog_pins() -> None:
     assert SERVERS["whisper"].image.endswith(":" + facts.WHISPER.split("@")[1])
     tei_minor = ".".join(catalog.TEI_VERSION.split(".")[:2])
     assert facts.TEI.split("@v")[1].startswith(tei_minor + ".")
+
+
+# ---------------------------------------------------------------- the stand-in images against the facts
+@functools.cache  # building the specs reads host files: once per session
+def _image_specs() -> dict[str, dict]:
+    spec = importlib.util.spec_from_file_location("standins_build_for_server_facts", STANDINS / "build.py")
+    assert spec and spec.loader
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    return dict(build._specs())
+
+
+def _paths(spec: dict) -> set[str]:
+    return {e[1] for e in (*spec["files"], *spec.get("owned", ("", []))[1])}
+
+
+def _passwd(spec: dict) -> str:
+    return next(e[2].decode() for e in spec["files"] if e[1] == "/etc/passwd")
+
+
+# (fact, image, what in the image must show it)
+IMAGE: list[tuple[str, str, Callable[[dict, object], bool]]] = [
+    ("vllm port", "vllm", lambda s, v: f"EXPOSE {v}\n" in s["tail"]),
+    ("vllm user", "vllm", lambda s, v: v is None and "USER" not in s["tail"]),
+    ("vllm cache path", "vllm", lambda s, v: v in _paths(s)),
+    ("tei port", "tei", lambda s, v: f"PORT={v}" in s["tail"] and f"EXPOSE {v}\n" in s["tail"]),
+    ("tei user", "tei", lambda s, v: v is None and "USER" not in s["tail"]),
+    ("tei cache path", "tei", lambda s, v: v in _paths(s) and f"HUGGINGFACE_HUB_CACHE={v} " in s["tail"]),
+    ("whisper user", "whisper", lambda s, v: f"USER {v}\n" in s["tail"] and f":x:{v}:{v}::" in _passwd(s)),
+    ("qdrant user", "qdrant", lambda s, v: f"USER {v}\n" in s["tail"] and s["owned"][0] == f"{v}:{v}"),
+    ("qdrant port", "qdrant", lambda s, v: f"EXPOSE {v} " in s["tail"]),
+    ("qdrant storage path", "qdrant", lambda s, v: v in _paths(s)),
+]
+
+
+@pytest.mark.parametrize(("name", "image", "shows"), IMAGE, ids=[case[0] for case in IMAGE])
+def test_the_stand_in_image_agrees_with_the_fact(name: str, image: str, shows: Callable[[dict, object], bool]) -> None:
+    spec = _image_specs()[image]
+    assert shows(spec, F(name)), f"the {image} stand-in image does not show {name} = {F(name)!r}: {spec['tail']!r}"
