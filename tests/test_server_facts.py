@@ -8,11 +8,16 @@ commands) is set beside every fact, one case per fact.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import re
 import sys
-from collections.abc import Callable
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -193,3 +198,68 @@ IMAGE: list[tuple[str, str, Callable[[dict, object], bool]]] = [
 def test_the_stand_in_image_agrees_with_the_fact(name: str, image: str, shows: Callable[[dict, object], bool]) -> None:
     spec = _image_specs()[image]
     assert shows(spec, F(name)), f"the {image} stand-in image does not show {name} = {F(name)!r}: {spec['tail']!r}"
+
+
+# ---------------------------------------------------------------- the stand-ins, running, against the facts
+KEY = "standin-test-key"
+ARGS = {
+    "vllm": ["--model", "org/weights", "--served-model-name", "served-id"],
+    "tei": ["--model-id", "org/embedder"],
+    "whisper": ["--model", "org/whisper"],
+}
+REPORTED = {"vllm": "served-id", "tei": "org/embedder", "whisper": "org/whisper"}
+
+
+@contextlib.contextmanager
+def _running(handler: type, state: object) -> Iterator[str]:
+    """The stand-in's handler in this process, on a free loopback port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.state = state  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def _model_server(kind: str, monkeypatch: pytest.MonkeyPatch) -> model_server.Server:
+    monkeypatch.setenv(
+        str(F(f"{kind} api key env")), KEY
+    )  # the key reaches the server only through the fact's variable
+    return model_server.PARSERS[kind](ARGS[kind])
+
+
+@pytest.mark.parametrize("kind", sorted(ARGS))
+def test_the_running_stand_in_guards_exactly_the_paths_of_the_facts(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = _model_server(kind, monkeypatch)
+    # TEI's 80 comes from the image's PORT variable; without it the router's own default applies.
+    assert server.port == F("tei router default port" if kind == "tei" else f"{kind} port")
+    info = "/info" if kind == "tei" else "/v1/models"
+    with _running(model_server.ModelHandler, server) as url:
+        if kind == "vllm":
+            health_keyed = "/health".startswith(str(F("vllm guarded prefix")))
+        else:
+            health_keyed = "/health" not in F(f"{kind} open paths")  # type: ignore[operator]
+        assert (_get(url + "/health")[0] in (401, 403)) == health_keyed, f"{kind}: /health"
+        assert _get(url + info)[0] in (401, 403), f"{kind}: {info} answered without the key"
+        status, body = _get(url + info, {"Authorization": f"Bearer {KEY}"})
+        assert status == 200 and REPORTED[kind] in body.decode(), f"{kind}: {info} does not report {REPORTED[kind]}"
+
+
+def test_the_running_qdrant_stand_in_guards_exactly_the_paths_of_the_facts(tmp_path: Path) -> None:
+    state = {"api_key": KEY, "storage": str(tmp_path), "fail": ""}
+    with _running(qdrant_server.QdrantHandler, state) as url:
+        for path in F("qdrant open paths"):  # type: ignore[attr-defined]
+            assert _get(url + path)[0] == 200, path
+        assert _get(url + "/collections")[0] == 401
+        assert _get(url + "/collections", {str(F("qdrant api key header")): KEY})[0] == 200
