@@ -101,7 +101,7 @@ def value(name: str) -> object:
 # ---------------------------------------------------------------- model servers and qdrant
 # What model_server.py and qdrant_server.py apply, read from each upstream repository at the tag
 # its image is built from. "(line not recorded)" marks a fact whose file is known but whose line
-# was not noted when it was read; tests/test_server_facts.py counts them.
+# was not noted when it was read (to be filled in from the tag; the source test accepts the marker).
 VLLM = "vllm-project/vllm@v0.11.0"
 TEI = "huggingface/text-embeddings-inference@v1.8.0"
 WHISPER = "etalab-ia/whisper-openai-api@a7d1e0bef8cc5a1746b6b95d74ebe9050f5efe38"
