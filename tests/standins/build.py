@@ -279,6 +279,7 @@ def _server(module: str) -> list[Entry]:
     return [
         ("file", "/opt/standin/py/common.py", _src("common.py"), 0o644),
         ("file", f"/opt/standin/py/{module}", _src(module), 0o644),
+        ("file", "/opt/standin/py/facts.py", _src("facts.py"), 0o644),  # the rules each stand-in applies
     ]
 
 
@@ -367,7 +368,6 @@ def _specs() -> dict[str, dict]:
         "albert-api": {
             "files": [
                 *_server("albert_api.py"),
-                ("file", "/opt/standin/py/facts.py", _src("facts.py"), 0o644),
                 ("file", "/opt/standin/py/api_config.py", _src("api_config.py"), 0o644),
                 ("file", "/opt/standin/py/pg_login.py", _src("pg_login.py"), 0o644),
                 *_yaml_package(),

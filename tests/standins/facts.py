@@ -96,3 +96,90 @@ FACTS: dict[str, Fact] = {
 
 def value(name: str) -> object:
     return FACTS[name].value
+
+
+# ---------------------------------------------------------------- model servers and qdrant
+# What model_server.py and qdrant_server.py apply, read from each upstream repository at the tag
+# its image is built from. "(line not recorded)" marks a fact whose file is known but whose line
+# was not noted when it was read (to be filled in from the tag; the source test accepts the marker).
+VLLM = "vllm-project/vllm@v0.11.0"
+TEI = "huggingface/text-embeddings-inference@v1.8.0"
+WHISPER = "etalab-ia/whisper-openai-api@a7d1e0bef8cc5a1746b6b95d74ebe9050f5efe38"
+QDRANT = "qdrant/qdrant@v1.11.5"
+NOT_RECORDED = "(line not recorded)"
+TEI_1_8_VALUE_FLAGS = (
+    "--model-id", "--revision", "--tokenization-workers", "--dtype", "--pooling", "--max-concurrent-requests",
+    "--max-batch-tokens", "--max-batch-requests", "--max-client-batch-size", "--default-prompt-name",
+    "--default-prompt", "--dense-path", "--hf-api-token", "--hf-token", "--hostname", "--port", "-p",
+    "--uds-path", "--huggingface-hub-cache", "--payload-limit", "--api-key", "--otlp-endpoint",
+    "--otlp-service-name", "--prometheus-port", "--cors-allow-origin",
+)  # fmt: skip
+
+SERVER_FACTS: dict[str, Fact] = {
+    # ------------------------------------------------------------ vLLM
+    "vllm port": Fact(8000, f"{VLLM} vllm/entrypoints/openai/cli_args.py {NOT_RECORDED} (port default 8000)"),
+    "vllm api key env": Fact(
+        "VLLM_API_KEY", f"{VLLM} vllm/entrypoints/openai/api_server.py {NOT_RECORDED} (envs.VLLM_API_KEY or --api-key)"
+    ),
+    "vllm guarded prefix": Fact(
+        "/v1", f"{VLLM} vllm/entrypoints/openai/api_server.py:1300 (url_path.startswith('/v1') and not verify_token)"
+    ),
+    "vllm open health": Fact(
+        "/health", f"{VLLM} vllm/entrypoints/openai/api_server.py:345-352 (@router.get('/health'))"
+    ),
+    "vllm reported id flags": Fact(
+        ("--served-model-name", "--model"), f"{VLLM} vllm/config {NOT_RECORDED} (served_model_name defaults to model)"
+    ),
+    "vllm default model": Fact("Qwen/Qwen3-0.6B", f"{VLLM} vllm/engine/arg_utils.py {NOT_RECORDED} (model default)"),
+    "vllm user": Fact(None, f"{VLLM} docker/Dockerfile:556-558 (no USER line: root)"),
+    "vllm cache path": Fact(
+        "/root/.cache/huggingface",
+        f"{VLLM} docker/Dockerfile:556-558 (root, no HF_HOME: the hub's ~/.cache/huggingface)",
+    ),
+    # ------------------------------------------------------------ TEI 1.8
+    "tei port": Fact(80, f"{TEI} Dockerfile-cuda:120 (ENV PORT=80)"),
+    "tei router default port": Fact(3000, f"{TEI} router/src/main.rs {NOT_RECORDED} (port default 3000)"),
+    "tei api key env": Fact("API_KEY", f"{TEI} router/src/main.rs {NOT_RECORDED} (api_key: #[clap(long, env)])"),
+    "tei open paths": Fact(
+        ("/health", "/", "/ping", "/metrics"), f"{TEI} router/src/http/server.rs:1751-1759 (public routes)"
+    ),
+    "tei reported id flag": Fact("--model-id", f"{TEI} router/src/http/server.rs {NOT_RECORDED} (/info model_id)"),
+    "tei value flags": Fact(TEI_1_8_VALUE_FLAGS, f"{TEI} router/src/main.rs {NOT_RECORDED} (clap Args, 1.8.3)"),
+    "tei bool flags": Fact(
+        ("--auto-truncate", "--json-output", "--disable-spans"), f"{TEI} router/src/main.rs {NOT_RECORDED} (clap Args)"
+    ),
+    "tei refused flags": Fact(("--served-model-name",), f"{TEI} router/src/main.rs {NOT_RECORDED} (absent in 1.8)"),
+    "tei user": Fact(None, f"{TEI} Dockerfile-cuda:116-142 (no USER line: root)"),
+    "tei cache path": Fact("/data", f"{TEI} Dockerfile-cuda:120 (ENV HUGGINGFACE_HUB_CACHE=/data)"),
+    # ------------------------------------------------------------ whisper-openai-api
+    "whisper port": Fact(8000, f"{WHISPER} app/utils/args.py:5-11 (--port default 8000)"),
+    "whisper api key env": Fact("API_KEY", f"{WHISPER} app/utils/config.py:4 (API_KEY = os.getenv('API_KEY'))"),
+    "whisper open paths": Fact(
+        (), f"{WHISPER} app/endpoints/monitoring.py:11-17 (/health has Security(check_api_key))"
+    ),
+    "whisper reported id flag": Fact("--model", f"{WHISPER} app/utils/args.py:5-11 (--model)"),
+    "whisper default model": Fact("openai/whisper-large-v3", f"{WHISPER} app/utils/args.py:5-11 (--model default)"),
+    "whisper flags": Fact(
+        ("--model", "--port", "--reload", "--root-path", "--hf-token", "--force-download", "--debug"),
+        f"{WHISPER} app/utils/args.py:5-11 (argparse)",
+    ),
+    "whisper bind host": Fact("0.0.0.0", f"{WHISPER} app/main.py:27-34 (uvicorn.run host='0.0.0.0')"),
+    "whisper user": Fact("1100", f"{WHISPER} app/Dockerfile:12-16 (useradd --uid 1100 whisper; USER whisper)"),
+    "whisper cache path": Fact("/home/whisper/.cache/huggingface", f"{WHISPER} compose.yml:9 (cache volume)"),
+    # ------------------------------------------------------------ qdrant (-unprivileged)
+    "qdrant version": Fact("1.11.5", _at("0.2.0", "compose.yml:68-82 (qdrant/qdrant:v1.11.5-unprivileged)")),
+    "qdrant port": Fact(6333, f"{QDRANT} config/config.yaml {NOT_RECORDED} (service.http_port: 6333)"),
+    "qdrant open paths": Fact(
+        ("/healthz", "/livez", "/readyz"), f"{QDRANT} src/actix/auth.rs {NOT_RECORDED} (paths skipped by the key check)"
+    ),
+    "qdrant api key env": Fact(
+        "QDRANT__SERVICE__API_KEY", _at("0.2.0", "compose.yml:68-82 (QDRANT__SERVICE__API_KEY=changeme)")
+    ),
+    "qdrant api key header": Fact("api-key", f"{QDRANT} src/actix/auth.rs {NOT_RECORDED} (api-key header or Bearer)"),
+    "qdrant storage path": Fact("/qdrant/storage", _at("0.2.0", "compose.yml:74 (qdrant:/qdrant/storage)")),
+    "qdrant user": Fact("1000", f"{QDRANT} Dockerfile {NOT_RECORDED} (-unprivileged build: uid 1000)"),
+}
+
+
+def server_value(name: str) -> object:
+    return SERVER_FACTS[name].value

@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
+import facts
+
+F = facts.server_value
 
 # Embedding sizes of known models; TEI reports what the model has, so the stand-in does too.
 EMBED_DIMS = {
@@ -41,35 +44,13 @@ EMBED_DIMS = {
     "BAAI/bge-m3": 1024,
 }
 
-# TEI 1.8.3's complete flag set (router/src/main.rs); clap rejects anything else.
-TEI_VALUE_FLAGS = {
-    "--model-id",
-    "--revision",
-    "--tokenization-workers",
-    "--dtype",
-    "--pooling",
-    "--max-concurrent-requests",
-    "--max-batch-tokens",
-    "--max-batch-requests",
-    "--max-client-batch-size",
-    "--default-prompt-name",
-    "--default-prompt",
-    "--dense-path",
-    "--hf-api-token",
-    "--hf-token",
-    "--hostname",
-    "--port",
-    "-p",
-    "--uds-path",
-    "--huggingface-hub-cache",
-    "--payload-limit",
-    "--api-key",
-    "--otlp-endpoint",
-    "--otlp-service-name",
-    "--prometheus-port",
-    "--cors-allow-origin",
-}
-TEI_BOOL_FLAGS = {"--auto-truncate", "--json-output", "--disable-spans"}
+# TEI 1.8.3's complete flag set (facts: router/src/main.rs); clap rejects anything else.
+TEI_VALUE_FLAGS = set(F("tei value flags"))
+TEI_BOOL_FLAGS = set(F("tei bool flags"))
+TEI_REFUSED_FLAGS = set(F("tei refused flags"))
+# Paths served without the key when one is set; vLLM instead guards one prefix.
+VLLM_GUARDED = str(F("vllm guarded prefix"))
+OPEN_PATHS = {"tei": set(F("tei open paths")), "whisper": set(F("whisper open paths"))}
 
 
 @dataclass
@@ -109,15 +90,16 @@ def parse_vllm(argv: list[str]) -> Server:
             if name != "--served-model-name":
                 break
         opts[name] = values
-    model = positional[0] if positional else (opts.get("--model") or ["Qwen/Qwen3-0.6B"])[0]  # v0.11's default
-    served = opts.get("--served-model-name") or [model]
+    served_flag, model_flag = F("vllm reported id flags")
+    model = positional[0] if positional else (opts.get(model_flag) or [str(F("vllm default model"))])[0]
+    served = opts.get(served_flag) or [model]
     return Server(
         kind="vllm",
         model=model,
         served=served,
         host=(opts.get("--host") or ["0.0.0.0"])[0],
-        port=int((opts.get("--port") or ["8000"])[0]),
-        api_key=(opts.get("--api-key") or [None])[0] or os.environ.get("VLLM_API_KEY") or None,
+        port=int((opts.get("--port") or [str(F("vllm port"))])[0]),
+        api_key=(opts.get("--api-key") or [None])[0] or os.environ.get(str(F("vllm api key env"))) or None,
         max_len=int((opts.get("--max-model-len") or ["4096"])[0]),
     )
 
@@ -126,7 +108,7 @@ def parse_tei(argv: list[str]) -> Server:
     """clap-like: every flag also reads its environment variable (MODEL_ID, PORT, API_KEY, ...)."""
     values: dict[str, str] = {}
     version = os.environ.get("STANDIN_TEI_VERSION", "1.8")
-    value_flags = TEI_VALUE_FLAGS | ({"--served-model-name"} if version != "1.8" else set())
+    value_flags = TEI_VALUE_FLAGS | (TEI_REFUSED_FLAGS if version != "1.8" else set())
     i = 0
     while i < len(argv):
         name, eq, inline = argv[i].partition("=")
@@ -147,7 +129,7 @@ def parse_tei(argv: list[str]) -> Server:
         env = flag.lstrip("-").replace("-", "_").upper()
         return values.get(flag) or os.environ.get(env) or default
 
-    model = get("--model-id", "BAAI/bge-large-en-v1.5") or ""
+    model = get(str(F("tei reported id flag")), "BAAI/bge-large-en-v1.5") or ""
     hostname = get("--hostname", "0.0.0.0") or "0.0.0.0"
     try:
         ipaddress.ip_address(hostname)
@@ -160,8 +142,8 @@ def parse_tei(argv: list[str]) -> Server:
         model=model,
         served=[get("--served-model-name", model) or model],
         host=hostname,
-        port=int(values.get("-p") or get("--port", "3000") or 3000),
-        api_key=get("--api-key", None),
+        port=int(values.get("-p") or get("--port", str(F("tei router default port"))) or 0),
+        api_key=values.get("--api-key") or os.environ.get(str(F("tei api key env"))) or None,
         reranker=reranker,
         dim=int(os.environ.get("STANDIN_EMBED_DIM") or EMBED_DIMS.get(model, 1024)),
         max_len=512,
@@ -171,21 +153,26 @@ def parse_tei(argv: list[str]) -> Server:
 def parse_whisper(argv: list[str]) -> Server:
     """app/utils/args.py of whisper-openai-api: argparse, so unknown flags are an error (status 2)."""
     parser = argparse.ArgumentParser(prog="app/main.py")
-    parser.add_argument("--model", type=str, default="openai/whisper-large-v3")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--reload", action="store_true")
-    parser.add_argument("--root-path", type=str, default=None)
-    parser.add_argument("--hf-token", type=str, default=False)
-    parser.add_argument("--force-download", action="store_true")
-    parser.add_argument("--debug", action="store_true")
+    defaults = {
+        "--model": F("whisper default model"),
+        "--port": F("whisper port"),
+        "--root-path": None,
+        "--hf-token": False,
+    }
+    for flag in F("whisper flags"):
+        if flag in defaults:
+            parser.add_argument(flag, type=int if flag == "--port" else str, default=defaults[flag])
+        else:
+            parser.add_argument(flag, action="store_true")
     args = parser.parse_args(argv)
+    model = vars(args)[str(F("whisper reported id flag")).lstrip("-").replace("-", "_")]
     return Server(
         kind="whisper",
-        model=args.model,
-        served=[args.model],
-        host=os.environ.get("STANDIN_HOST", "0.0.0.0"),
+        model=model,
+        served=[model],
+        host=os.environ.get("STANDIN_HOST", str(F("whisper bind host"))),
         port=args.port,
-        api_key=os.environ.get("API_KEY") or None,
+        api_key=os.environ.get(str(F("whisper api key env"))) or None,
     )
 
 
@@ -208,7 +195,7 @@ def tokens(text: str) -> int:
 class ModelHandler(common.Handler):
     @property
     def srv(self) -> Server:
-        return self.server.state  # type: ignore[attr-defined]
+        return self.server.state
 
     def route(self, method: str, path: str) -> None:
         s = self.srv
@@ -232,11 +219,11 @@ class ModelHandler(common.Handler):
         handler(method, path)
 
     def authorized(self, path: str) -> bool:
-        """vLLM guards /v1/* only; TEI everything but /health; whisper every route."""
+        """vLLM guards one prefix (/v1); TEI and whisper every path but their open ones (facts.py)."""
         s = self.srv
         if not s.api_key:
             return True
-        guarded = {"vllm": path.startswith("/v1"), "tei": path != "/health", "whisper": True}[s.kind]
+        guarded = path.startswith(VLLM_GUARDED) if s.kind == "vllm" else path not in OPEN_PATHS[s.kind]
         token = self.bearer()
         if not guarded or token == s.api_key:
             return True

@@ -16,23 +16,24 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
+import facts
 
-VERSION = "1.11.5"
+F = facts.server_value
+VERSION = str(F("qdrant version"))
+OPEN_PATHS = set(F("qdrant open paths"))
 
 
 class QdrantHandler(common.Handler):
     standin_name = "qdrant"
 
     def route(self, method: str, path: str) -> None:
-        state = self.server.state  # type: ignore[attr-defined]
-        if path in ("/healthz", "/livez"):
-            return self.send_text(200, "healthz check passed")
-        if path == "/readyz":
-            if state["fail"] == "never-healthy":
-                return self.send_text(503, "some shards are not ready")
-            return self.send_text(200, "all shards are ready")
+        state = self.server.state
+        if path == "/readyz" and state["fail"] == "never-healthy":
+            return self.send_text(503, "some shards are not ready")
+        if path in OPEN_PATHS:
+            return self.send_text(200, "all shards are ready" if path == "/readyz" else "healthz check passed")
         key = state["api_key"]
-        if key and key not in (self.headers.get("api-key"), self.bearer()):
+        if key and key not in (self.headers.get(str(F("qdrant api key header"))), self.bearer()):
             return self.send_text(401, "Must provide an API key or an Authorization bearer token")
         collections = os.path.join(state["storage"], "collections")
         parts = [p for p in path.split("/") if p]
@@ -57,8 +58,8 @@ class QdrantHandler(common.Handler):
 
 
 def main() -> None:
-    storage = os.environ.get("QDRANT__STORAGE__STORAGE_PATH", "/qdrant/storage")
-    port = int(os.environ.get("QDRANT__SERVICE__HTTP_PORT") or 6333)
+    storage = os.environ.get("QDRANT__STORAGE__STORAGE_PATH", str(F("qdrant storage path")))
+    port = int(os.environ.get("QDRANT__SERVICE__HTTP_PORT") or str(F("qdrant port")))
     common.exit_on_signals()
     fail = common.start_knobs("qdrant")
     os.makedirs(storage, exist_ok=True)  # fails like the real one when the volume is not writable
@@ -66,7 +67,7 @@ def main() -> None:
     if not os.path.exists(marker):
         with open(marker, "w", encoding="utf-8") as f:
             json.dump({"created_at": time.time(), "uid": os.getuid()}, f)
-    state = {"api_key": os.environ.get("QDRANT__SERVICE__API_KEY") or None, "storage": storage, "fail": fail}
+    state = {"api_key": os.environ.get(str(F("qdrant api key env"))) or None, "storage": storage, "fail": fail}
     common.serve(QdrantHandler, os.environ.get("QDRANT__SERVICE__HOST", "0.0.0.0"), port, "qdrant", state=state)
 
 
