@@ -82,7 +82,7 @@ def up(
     detach: bool = False,
     reporter: Any = None,
 ) -> dict[str, Any]:
-    from albert_deploy.converge import engine, reconcile, runner
+    from albert_deploy.converge import engine, reconcile, runner, stackops
 
     limits = reconcile.parse_timeouts(timeouts)
     unknown = sorted(set(limits) - set(applied.project.services) - {"*"})
@@ -100,6 +100,8 @@ def up(
         reporter=reporter,
         secrets=envfile.secret_values(applied.env),
         locked_ids=applied.plan.locked_ids,
+        balancers=applied.plan.balancers,
+        reload=stackops.balancer_reloader(client, applied.project.name),
     )
     no_gpus = any(s.no_gpus for s in applied.project.services.values())
     return {
@@ -143,6 +145,8 @@ def service_url(service: Service, plan: Plan) -> str:
     if service.ports:
         host, port, _ = service.ports[0]
         return f"http://{reachable_host(host)}:{port}"
+    if service.role == "model" and service.name != service.model:  # a replica, behind its balancer
+        return f"http://{service.name}:{service.container_port} (inside the stack)"
     endpoint = next((e for e in plan.endpoints if e.hosted and e.name == service.model), None)
     return f"{endpoint.url} (inside the stack)" if endpoint else "-"
 

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from albert_deploy.converge import containers, reconcile, scheduler
+from albert_deploy.converge import containers, reconcile, rolling, scheduler
 from albert_deploy.converge.desired import Project, config_hash
 from albert_deploy.converge.engine import (
     ensure_network,
@@ -29,6 +29,7 @@ from albert_deploy.converge.operations import Operations
 from albert_deploy.converge.progress import Reporter, Silent
 from albert_deploy.converge.watch import Progress, Watch
 from albert_deploy.errors import DockerError
+from albert_deploy.plan.replicas import Balancer
 
 CHANGING = (reconcile.CREATE, reconcile.RECREATE)
 
@@ -70,8 +71,11 @@ def up(
     reporter: Reporter | None = None,
     secrets: tuple[str, ...] = (),
     locked_ids: Mapping[str, str] | None = None,
+    balancers: tuple[Balancer, ...] = (),
+    reload: rolling.Reloader | None = None,
 ) -> UpResult:
-    """Converge ``project``: network, volumes, images, then containers in dependency order.
+    """Converge ``project``: network, volumes, images, then containers in dependency order; the
+    replicas behind a balancer one at a time (``rolling``; ``reload``: how to reload a balancer).
 
     ``locked_ids``: pinned reference -> locked image id (``images.local_images``): a loaded bundle's
     images run by id, with the same labels and config hash as by their reference."""
@@ -93,6 +97,10 @@ def up(
         network_created = ensure_network(client, project.name)
         ensure_volumes(client, project)
         run = Run(Operations(client, project, reporter, ids, run_as), planned, dict(timeouts or {}), secrets)
+        if balancers:
+            if reload is None:
+                raise ValueError("runner.up: balancers need a reload")
+            run.rolling = rolling.Rolling(balancers, reload)
         try:
             run.execute(detach)
         except DockerError:
@@ -116,10 +124,13 @@ class Run(scheduler.Tasks):
         progress = {a.service: Progress(a, container=a.container) for a in planned if a.kind != reconcile.REMOVE}
         self.watch = Watch(ops, progress, timeouts, secrets)
         self.prepared: dict[str, Future[str | None]] = {}
+        self.rolling = rolling.Rolling((), lambda _b, _d: None)
 
     def execute(self, detach: bool) -> None:
         project, progress = self.project, self.watch.progress
         deps = {s: list(spec.depends_on) for s, spec in project.services.items()}
+        for service, previous in self.rolling.order({s: p.action for s, p in progress.items()}).items():
+            deps[service] += previous  # one replica at a time, each once the previous is healthy
         unchanged = [s for s in project.services if progress[s].action.kind == reconcile.NOTHING]
         # The GPU services free to start at once start first: on a host without the NVIDIA runtime the
         # refusal comes before anything else was started (and they do not hold the databases back).
@@ -138,6 +149,7 @@ class Run(scheduler.Tasks):
                         # Create what must wait (the API) now: only its start remains on the critical path.
                         self.prepared[service] = pool.submit(self._prepare, service)
                 scheduler.execute(deps, self, started=unchanged, first=gpu, until_started=detach)
+            self.rolling.finish()
         finally:
             with contextlib.suppress(Exception):
                 events.close()
@@ -171,6 +183,7 @@ class Run(scheduler.Tasks):
         old = None
         if action.kind == reconcile.RECREATE:
             self.reporter.update(service, state="recreating", detail=action.reason)
+            self.rolling.before_stop(service)  # out of its balancer's rotation, its requests done
             old = self.ops.set_aside(service, action.container or "")
         try:
             if ready and action.kind == reconcile.RECREATE:

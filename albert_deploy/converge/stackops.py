@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,6 +17,7 @@ from albert_deploy.converge.engine import list_containers, remove_network, stop_
 from albert_deploy.converge.images import local_images
 from albert_deploy.converge.runner import desired_state
 from albert_deploy.errors import DockerError
+from albert_deploy.plan.replicas import DRAIN, Balancer
 
 # --- down, status, logs -------------------------------------------------------------------------
 
@@ -220,3 +221,18 @@ def exec_json(client: Any, project: str, service: str, argv: list[str], stdin: b
             out += chunk
     code = client.api.exec_inspect(exec_id).get("ExitCode")
     return (code if code is not None else -1), bytes(out)
+
+
+def balancer_reloader(client: Any, project: str) -> Callable[[Balancer, str | None], None]:
+    """``rolling.Reloader`` through ``docker exec`` in the balancer's container: check the config,
+    reload nginx, wait until its old workers have finished their requests (``replicas.DRAIN``)."""
+
+    def reload(balancer: Balancer, down: str | None) -> None:
+        conf = balancer.conf(down).encode()
+        code, out = exec_json(client, project, balancer.service, ["/bin/sh", "-c", DRAIN], conf)
+        if code != 0:
+            what = f"take {down} out of rotation" if down else "put every replica back in rotation"
+            detail = out.decode("utf-8", "replace").strip()[-400:]
+            raise DockerError(f"service {balancer.service}: could not {what} (exit {code}): {detail}")
+
+    return reload

@@ -11,7 +11,7 @@ from typing import Any
 from albert_deploy import catalog
 from albert_deploy.errors import PlacementError, ProfileError
 from albert_deploy.placement.place import Placement, place
-from albert_deploy.plan import databases, order, servers
+from albert_deploy.plan import databases, order, replicas, servers
 from albert_deploy.plan.access import ApiAccess, api_access
 from albert_deploy.plan.assets import ReleaseAsset
 from albert_deploy.plan.releases import MODULES, Release
@@ -48,6 +48,7 @@ class Plan:
     assets: tuple[ReleaseAsset, ...] = ()  # files the API reads at start (0.2.0: tiktoken), same uses
     downloader_image: str = catalog.DOWNLOADER_IMAGE  # `pull` downloads the models' weights in it
     start_order: tuple[GpuStartOrder, ...] = ()  # per GPU, its servers in the order they start
+    balancers: tuple[replicas.Balancer, ...] = ()  # models with replicas: `up` replaces those one at a time
     kubernetes: Kubernetes = field(default_factory=Kubernetes, compare=False)  # type: ignore[arg-type]
     # Lock file: pinned ``repository@sha256:…`` -> its image id, for hosts where only the id resolves.
     locked_ids: dict[str, str] = field(default_factory=dict, compare=False)
@@ -65,13 +66,23 @@ def build_plan(
     release_module = MODULES[profile.api.release]
     release = release_module.RELEASE
     access = api_access(release.version, profile.api.bind, profile.api.allow_unauthenticated_access, source)
-    placement = place_models(profile, source)
+    expanded = replicas.expand(profile)  # a model's replicas are placed like models of their own
+    placement = place_models(expanded, source)
     endpoints = [_endpoint(m) for m in profile.models]
     if release.substitutes_env:
         _refuse_substitution_syntax(profile, source)
-    unchained = [servers.model_server(m, placement.models[m.name or ""], profile.offline) for m in profile.hosted]
+    group = {r: m.name or "" for m in profile.hosted for r in replicas.replica_names(m.name or "", m.replicas)}
+    unchained = [
+        servers.model_server(m, placement.models[m.name or ""], profile.offline, group.get(m.name or "", ""))
+        for m in expanded.hosted
+    ]
     start_order = order.gpu_start_order(unchained, {n: m.memory_bytes for n, m in placement.models.items()})
     model_servers = order.chained(unchained, start_order)
+    balancers = [
+        (m, replicas.balancer(m, catalog.SERVERS[m.server or ""].port)) for m in profile.hosted if m.replicas > 1
+    ]
+    balancer_image = profile.images.get("balancer", replicas.BALANCER_IMAGE)
+    fronts = [replicas.balancer_service(m, b, balancer_image) for m, b in balancers]
     dbs = databases.for_release(
         {**release_module.IMAGES, **profile.images}, release.uses_postgres, profile.api.vector_store
     )
@@ -81,13 +92,13 @@ def build_plan(
     api = release_module.api_service(
         profile.images.get("api", release.image), {name: Ref(name) for name in config_refs if name != "MASTER_KEY"}
     )
-    api = _with_api_wiring(api, profile, [*dbs, *model_servers])
+    api = _with_api_wiring(api, profile, [*dbs, *model_servers, *fronts])
     if not profile.offline:
         # tiktoken re-raises a failed cache write only in a directory named by TIKTOKEN_CACHE_DIR
         # (load.py:78-81): online, leave it unset so that an unfilled volume only costs a download.
         unset = {a.env for a in getattr(release_module, "ASSETS", ())}
         api = replace(api, environment={k: v for k, v in api.environment.items() if k not in unset})
-    services = tuple(_with_interval(s, profile.health_interval) for s in (*dbs, *model_servers, api))
+    services = tuple(_with_interval(s, profile.health_interval) for s in (*dbs, *model_servers, *fronts, api))
     if pins:
         services = tuple(replace(s, image=pins.get(s.image, s.image)) for s in services)
     all_refs = {r for s in services for r in _refs(s.environment)} | set(_refs(config))
@@ -107,13 +118,19 @@ def build_plan(
         placement=placement,
         api_access=access,
         offline=profile.offline,
-        caches=tuple(servers.model_cache(m, by_name[m.name or ""]) for m in profile.hosted),
+        # A replicated model's weights: one volume, read by every replica (the first stands for them).
+        caches=tuple(servers.model_cache(m, by_name[_first_server(m)]) for m in profile.hosted),
         assets=tuple(getattr(release_module, "ASSETS", ())),
         downloader_image=profile.images.get("downloader", catalog.DOWNLOADER_IMAGE),
         start_order=start_order,
+        balancers=tuple(b for _, b in balancers),
         kubernetes=profile.kubernetes,
         locked_ids=dict(locked_ids or {}),
     )
+
+
+def _first_server(model: HostedModel) -> str:
+    return f"{model.name}-1" if model.replicas > 1 else model.name or ""
 
 
 def place_models(profile: Profile, source: str) -> Placement:

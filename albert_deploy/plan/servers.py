@@ -38,16 +38,18 @@ def key_ref(model_name: str) -> Ref:
     return Ref(key_variable(model_name))
 
 
-def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = False) -> Service:
+def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = False, group: str = "") -> Service:
+    """``group``: for a replica (plan/replicas.py), the model's name: its key and weights are the model's."""
     server = catalog.SERVERS[model.server or ""]
     name = model.name or ""
+    group = group or name
     command, entrypoint = _COMMANDS[server.name](model, placed, server)
     # Kubernetes gives each server whole GPUs: the same flags without the share of a GPU.
     whole_gpus = _vllm(model, placed, server, gpu_share=False)[0] if server.name == "vllm" else None
     health = server.health
     if model.health_start_period is not None:
         health = dataclasses.replace(health, start_period_s=model.health_start_period)
-    environment: dict[str, object] = {server.api_key_env: key_ref(name), "HF_TOKEN": HF_TOKEN}
+    environment: dict[str, object] = {server.api_key_env: key_ref(group), "HF_TOKEN": HF_TOKEN}
     if offline:
         # Never reach the Hub: a missing model fails fast instead of hanging on a download.
         environment.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -66,7 +68,7 @@ def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = Fal
         entrypoint=entrypoint,
         environment=environment,  # type: ignore[arg-type]
         ports=(("127.0.0.1", model.port, server.port),) if model.port else (),
-        mounts=(Mount(f"{name}-cache", server.cache_path),),
+        mounts=(Mount(f"{group}-cache", server.cache_path),),
         healthcheck=health,
         gpu=_gpu_for(server, placed),
         user=None,  # every image already runs as its own user
@@ -74,7 +76,7 @@ def model_server(model: HostedModel, placed: ModelPlacement, offline: bool = Fal
         mem_limit=host_memory(model, placed, server),
         shm_size=VLLM_SHM.docker() if server.name == "vllm" else None,
         shm=VLLM_SHM if server.name == "vllm" else None,
-        model=name,
+        model=group,
         server=server.name,
         container_port=server.port,
         runs_on_cpu=_runs_on_cpu(server, placed),

@@ -23,6 +23,8 @@ MAX_INTERVAL_S = 300
 MAX_NUM_SEQS = 16384
 # No model today has a context above ten million tokens: a bound on typos.
 MAX_MODEL_LEN = 2**24
+# Replicas of one model: each is a server with its own GPU budget; a bound on typos.
+MAX_REPLICAS = 16
 
 
 def optional_int(ge: int, le: int, description: str) -> Any:
@@ -75,3 +77,20 @@ def positive_memory(value: Size) -> Size:
     if value <= 0:
         raise ValueError("a GPU has memory: give its total as nvidia-smi prints it, e.g. 81559MiB")
     return value
+
+
+def check_replica_names(models: list[tuple[int, str, int]], names: dict[str, int]) -> None:
+    """``models``: (index, name, replicas). A replica is named NAME-K on the stack's network (a DNS
+    label: at most 63 characters), which no other model may be named."""
+    from albert_deploy.profile.strict import _at
+
+    for i, name, replicas in models:
+        if replicas < 2:
+            continue
+        last = f"{name}-{replicas}"
+        if len(last) > 63:
+            raise _at(i, "name", f"'{last}' (its last replica) is longer than 63 characters: shorten `name`")
+        for k in range(1, replicas + 1):
+            taken = names.get(f"{name}-{k}")
+            if taken is not None:
+                raise _at(i, "replicas", f"its replica '{name}-{k}' has the name of models.{taken}: rename one")

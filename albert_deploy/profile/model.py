@@ -26,7 +26,8 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 STACK_SERVICES = ("api", "redis", "postgres", "qdrant", "elasticsearch")
 RESERVED_SERVICES = STACK_SERVICES
-IMAGE_KEYS = (*STACK_SERVICES, "downloader")  # `images:` also names the image `pull` downloads models with
+# `images:` also names the image `pull` downloads models with, and the replicas' balancer's.
+IMAGE_KEYS = (*STACK_SERVICES, "downloader", "balancer")
 
 
 # --- Models -----------------------------------------------------------------------------------
@@ -70,6 +71,9 @@ class HostedModel(Strict):
     health_start_period: int | None = optional_int(
         0, bounds.MAX_START_PERIOD_S, "Seconds allowed for loading before health counts."
     )
+    replicas: int = Field(1, ge=1, le=bounds.MAX_REPLICAS, strict=True, description=(
+        "Servers of this model, each placed like a model of its own and named NAME-1, NAME-2, …; above 1 a "
+        "balancer named NAME fronts them and `up` replaces them one at a time."))  # fmt: skip
 
     @field_validator("served_model_name", "model")
     @classmethod
@@ -199,7 +203,8 @@ class Profile(Strict):
     images: dict[Literal[IMAGE_KEYS], ImageReference] = Field(  # type: ignore[valid-type]
         default_factory=dict,
         description="Override the image of the API or a database, e.g. for a registry mirror; `downloader`: the "
-        "image `albert-deploy pull` runs the Hugging Face download in (needs python3 and huggingface_hub).",
+        "image `albert-deploy pull` runs the Hugging Face download in (needs python3 and huggingface_hub); "
+        "`balancer`: the nginx image in front of a model's replicas.",
     )
     offline: bool = Field(
         False, description="Air-gapped host: model servers never reach the Hugging Face Hub (HF_HUB_OFFLINE=1)."
@@ -235,6 +240,9 @@ class Profile(Strict):
                     i, "name", f"'{name}' is already the name of models.{names[name]}: give each model a unique `name`"
                 )
             names[name] = i
+        bounds.check_replica_names(
+            [(i, m.name or "", getattr(m, "replicas", 1)) for i, m in enumerate(self.models)], names
+        )
         if not any(m.type == catalog.EMBEDDINGS for m in self.models):
             raise ValueError(
                 "the Albert API needs an embeddings model: add one of type text-embeddings-inference "

@@ -28,11 +28,12 @@ def runbook_context(plan: Plan) -> dict[str, Any]:
         # GPUs with one server have no order to follow.
         "start_chains": [{"gpu": o.gpu, "order": list(o.services)} for o in plan.start_order if len(o.services) > 1],
         "operator_env": plan.operator_env,
+        "balancers": [{"name": b.service, "replicas": list(b.replicas)} for b in plan.balancers],
     }
 
 
 def _row(service: Service, plan: Plan) -> dict[str, Any]:
-    placed = plan.placement.models.get(service.model or "")
+    placed = plan.placement.models.get(service.name) or plan.placement.models.get(service.model or "")
     endpoint = next((e for e in plan.endpoints if e.name == service.model), None)
     memory = "-"
     if placed and placed.memory_bytes:

@@ -48,6 +48,7 @@ HOST_BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static
 # The real database servers, from Debian's packages, copied into images like Python is.
 HOST_REDIS = Path("/usr/bin/redis-check-rdb")  # redis-tools: the multi-call binary, run as redis-server
 HOST_REDIS_CLI = Path("/usr/bin/redis-cli")
+HOST_NGINX = Path("/usr/sbin/nginx")  # Debian's nginx: the real balancer in front of a model's replicas
 PG = Path("/usr/lib/postgresql/15")  # postgresql-15: bin/ and lib/ (extensions, encodings)
 PG_SHARE = Path("/usr/share/postgresql/15")  # what initdb loads
 PG_TOOLS = ("postgres", "initdb", "pg_ctl", "pg_isready", "psql")
@@ -139,12 +140,12 @@ Entry = tuple[str, str, object, int]  # (kind: file|dir|link, path, bytes or lin
 def _check_host() -> None:
     # http/server.py and wave.py come with libpython3.11-stdlib, not with python3.11-minimal.
     needed = (HOST_PYTHON, HOST_STDLIB / "http" / "server.py", HOST_STDLIB / "wave.py", HOST_BASH, HOST_BUSYBOX)
-    needed += (HOST_REDIS, HOST_REDIS_CLI, PG_SHARE / "postgres.bki", *(PG / "bin" / t for t in PG_TOOLS))
+    needed += (HOST_NGINX, HOST_REDIS, HOST_REDIS_CLI, PG_SHARE / "postgres.bki", *(PG / "bin" / t for t in PG_TOOLS))
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise RuntimeError(
             f"cannot build the test images: missing {', '.join(missing)} (bash scripts/setup-test-env.sh, or "
-            "apt-get install -y python3.11-minimal libpython3.11-stdlib busybox-static bash redis-tools postgresql-15)"
+            "apt-get install -y python3.11-minimal libpython3.11-stdlib busybox-static bash redis-tools postgresql-15 nginx)"
         )
 
 
@@ -381,6 +382,12 @@ def _specs() -> dict[str, dict]:
             ),
             # WORKDIR is 0.0.3's (0.2.0's is /; its startup.sh reads /config.yml by absolute path).
             "tail": 'USER 1100\nWORKDIR /home/albert\nCMD ["/startup.sh"]\n',
+        },
+        "nginx": {
+            # Debian's real nginx, in the place of the official image's (which albert-deploy pins for a
+            # model's replicas): busybox sh, tr and test as in its alpine tags; STOPSIGNAL as upstream.
+            "files": _with_libraries([("file", "/usr/sbin/nginx", HOST_NGINX.read_bytes(), 0o755)]),
+            "tail": 'EXPOSE 80\nSTOPSIGNAL SIGQUIT\nCMD ["nginx", "-g", "daemon off;"]\n',
         },
         "redis": {
             # Debian's real redis 7.0 behind redis-stack-server's entrypoint contract.

@@ -10,6 +10,8 @@ deterministic fakes. Behaviour knobs (environment):
   STANDIN_START_DELAY  seconds to wait before binding (weights loading)
   STANDIN_FAIL         never-healthy: /health answers 503 forever; exit: exit 1 after the delay;
                        wrong-shape: healthy, but model answers have the wrong shape
+  STANDIN_RESPONSE_DELAY  vllm: seconds each chat completion takes (generation); its answer's
+                       system_fingerprint (null in vLLM's) names the host (container) that answered
   STANDIN_HOST         whisper only: address to bind (the real one always binds 0.0.0.0)
   STANDIN_EMBED_DIM    TEI: embedding dimension (default from the model id, else 1024)
   STANDIN_TEI_MODEL_TYPE  TEI: "embedding" or "reranker" (default: guessed from the model id)
@@ -25,6 +27,7 @@ import io
 import ipaddress
 import os
 import random
+import socket
 import sys
 import time
 import wave
@@ -280,6 +283,8 @@ class ModelHandler(common.Handler):
             )
         if s.fail == "wrong-shape":
             return self.send_json(200, {"id": "chatcmpl-standin", "object": "chat.completion", "choices": []})
+        delay = float(os.environ.get("STANDIN_RESPONSE_DELAY") or 0)
+        time.sleep(delay)
         words = f"Stand-in answer from {body['model']}.".split()
         limit = body.get("max_tokens") or body.get("max_completion_tokens") or len(words)
         content = " ".join(words[: max(1, int(limit))])
@@ -290,6 +295,7 @@ class ModelHandler(common.Handler):
                 "id": "chatcmpl-standin",
                 "object": "chat.completion",
                 "created": int(time.time()),
+                "system_fingerprint": socket.gethostname() if delay else None,
                 "model": body["model"],
                 "choices": [
                     {

@@ -82,6 +82,13 @@ def render_kubernetes(plan: Plan, previous: dict[str, str] | None = None) -> Ren
 
 def _render(plan: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
     refuse_cluster_exposure(plan.api_access, plan.release.version, plan.source)
+    if plan.balancers:
+        raise RenderError(
+            f"{plan.source}: model {plan.balancers[0].service} has replicas: the Kubernetes target does not "
+            "render replicas yet (each server is one Deployment with its own GPUs; albert-deploy's nginx "
+            "balancer and one-at-a-time replacement are Compose-only). Remove `replicas` for this target, "
+            "or scale its Deployment behind its Service yourself"
+        )
     manifests = layout(plan)
     secrets = secret_values(plan, previous)
     env = _environment()
