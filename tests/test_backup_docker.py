@@ -108,7 +108,9 @@ def test_backup_down_volumes_up_restore_finds_every_row_key_and_point(
     refused = _restore(d, bad)
     assert refused.exit_code == 1
     assert refused.stderr.strip().count("\n") == 0
-    assert f"{bad}: member postgres/dump.sql is corrupted" in refused.stderr and "Nothing was restored" in refused.stderr
+    assert (
+        f"{bad}: member postgres/dump.sql is corrupted" in refused.stderr and "Nothing was restored" in refused.stderr
+    )
     assert _redis(d, "DBSIZE") == "1" and _psql(d, "SELECT to_regclass('tokens')").strip() == ""
     assert d.ids().keys() == ids.keys() and all(d.container(s).status == "running" for s in ids)
 
