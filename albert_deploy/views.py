@@ -151,3 +151,22 @@ def load_text(result: dict[str, Any]) -> str:
                       f"  rendered files in {result['output']} ({result['files']})",
                       *(f"  profile {p}" for p in result["profile"]),
                       "Start it with: albert-deploy up " + (result["profile"][0] if result["profile"] else "")])  # fmt: skip
+
+
+def backup_text(result: dict[str, Any]) -> str:
+    return "\n".join([f"Wrote {result['backup']} ({Size(result['size']).human()}, {result['seconds']} s) from project "
+                      f"{result['project']} (release {result['release']}, {result['vector_store']}):",
+                      *(f"  {n}  {Size(m['size']).human()}  sha256 {m['sha256'][:16]}" for n, m in result["members"].items()),
+                      f"  redis keyspace: {', '.join(result['redis_keys']) or 'empty'}",
+                      "Restore with: albert-deploy restore FILE [PROFILE]"])  # fmt: skip
+
+
+def restore_text(result: dict[str, Any]) -> str:
+    return "\n".join([f"Verified and restored {result['backup']} (taken {result['created']}) into project "
+                      f"{result['project']} in {result['seconds']} s:",
+                      *(["  postgres: the dump, in one transaction"] if result["postgres"] else []),
+                      f"  qdrant: {len(result['collections'])} collection(s) {', '.join(result['collections'])}",
+                      *(f"  qdrant: {c} was not in the backup and is left as it is" for c in result["collections_not_in_backup"]),
+                      f"  redis keyspace now: {', '.join(result['redis_keys']) or 'empty'}",
+                      *(f"  volume {v}" for v in result["volumes"]),
+                      *(f"  note: {n}" for n in result["notes"])])  # fmt: skip

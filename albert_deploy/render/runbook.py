@@ -7,6 +7,7 @@ from typing import Any
 
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Service, gpus_text, reachable_host
+from albert_deploy.profile.load import DEFAULT_PROFILE
 from albert_deploy.sizes import gb
 
 
@@ -28,6 +29,10 @@ def runbook_context(plan: Plan) -> dict[str, Any]:
         # GPUs with one server have no order to follow.
         "start_chains": [{"gpu": o.gpu, "order": o.text(" → ")} for o in plan.start_order if len(o.services) > 1],
         "operator_env": plan.operator_env,
+        # The profile as albert-deploy's commands take it (nothing for the embedded default).
+        "profile_arg": "" if plan.source == DEFAULT_PROFILE else " " + shlex.quote(plan.source),
+        "vector_store": plan.vector_store,
+        "has_postgres": any(s.name == "postgres" for s in plan.services),
     }
 
 

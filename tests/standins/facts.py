@@ -192,6 +192,41 @@ SERVER_FACTS: dict[str, Fact] = {
     "qdrant api key header": Fact("api-key", f"{QDRANT} src/actix/auth.rs {NOT_RECORDED} (api-key header or Bearer)"),
     "qdrant storage path": Fact("/qdrant/storage", _at("0.2.0", "compose.yml:74 (qdrant:/qdrant/storage)")),
     "qdrant user": Fact("1000", f"{QDRANT} Dockerfile {NOT_RECORDED} (-unprivileged build: uid 1000)"),
+    # Snapshots, for `albert-deploy backup` and `restore` (read at the tag, lines recorded).
+    "qdrant snapshots path": Fact(
+        "/qdrant/snapshots", f"{QDRANT} config/config.yaml:17 (snapshots_path: ./snapshots; WORKDIR /qdrant)"
+    ),
+    "qdrant collection snapshots dir": Fact(
+        "{snapshots}/{collection}", f"{QDRANT} lib/storage/src/content_manager/toc/snapshots.rs:28-37"
+    ),
+    "qdrant snapshot create": Fact(
+        ("POST", "/collections/{name}/snapshots"), f"{QDRANT} src/actix/api/snapshot_api.rs:149-163 (wait default true)"
+    ),
+    "qdrant snapshot delete": Fact(
+        ("DELETE", "/collections/{name}/snapshots/{snapshot_name}"), f"{QDRANT} src/actix/api/snapshot_api.rs:302-322"
+    ),
+    "qdrant snapshot download": Fact(
+        ("GET", "/collections/{name}/snapshots/{snapshot_name}"), f"{QDRANT} src/actix/api/snapshot_api.rs:240-256"
+    ),
+    "qdrant snapshot upload": Fact(
+        ("POST", "/collections/{name}/snapshots/upload", "snapshot"),
+        f"{QDRANT} src/actix/api/snapshot_api.rs:52-55,165-212 (multipart field `snapshot`; saved, then recovered)",
+    ),
+    "qdrant snapshot recover": Fact(
+        ("PUT", "/collections/{name}/snapshots/recover"), f"{QDRANT} src/actix/api/snapshot_api.rs:214-238"
+    ),
+    "qdrant recover schemes": Fact(
+        ("file", "http", "https"),
+        f"{QDRANT} lib/storage/src/content_manager/snapshots/download.rs:66-96 (file: must exist, else 400)",
+    ),
+    "qdrant snapshot priorities": Fact(
+        ("no_sync", "snapshot", "replica"),
+        f"{QDRANT} lib/collection/src/operations/snapshot_ops.rs:18-28 (snake_case; shard_transfer is serde(skip))",
+    ),
+    "qdrant upsert points": Fact(("PUT", "/collections/{name}/points"), f"{QDRANT} src/actix/api/update_api.rs:36"),
+    "qdrant scroll points": Fact(
+        ("POST", "/collections/{name}/points/scroll"), f"{QDRANT} src/actix/api/retrieve_api.rs:132"
+    ),
 }
 
 
