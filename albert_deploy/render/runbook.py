@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from albert_deploy.plan import startup
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Service, gpus_text, reachable_host
 from albert_deploy.sizes import gb
@@ -28,6 +29,7 @@ def runbook_context(plan: Plan) -> dict[str, Any]:
         # GPUs with one server have no order to follow.
         "start_chains": [{"gpu": o.gpu, "order": list(o.services)} for o in plan.start_order if len(o.services) > 1],
         "operator_env": plan.operator_env,
+        "api_wait_s": startup.api_bound(plan.services, plan.start_order),
     }
 
 
