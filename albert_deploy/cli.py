@@ -8,30 +8,12 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
-from albert_deploy import __version__, views
-from albert_deploy.errors import DeployError
-
-PROFILE = click.argument("profile", required=False, type=click.Path(dir_okay=False))
-JSON = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text.")
-
-
-def run(fn: Callable[[], Any]) -> Any:
-    """Turn the one error hierarchy into a message on stderr and a stable exit code."""
-    try:
-        return fn()
-    except DeployError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
-
-
-def emit(result: Any, as_json: bool, text: Callable[[Any], str]) -> None:
-    click.echo(json.dumps(result, indent=2, sort_keys=True) if as_json else text(result))
+from albert_deploy import __version__, cli_backup, views
+from albert_deploy.cli_base import JSON, PROFILE, emit, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -285,6 +267,11 @@ def load(bundle_file: Path, output: Path, profile_dir: Path, as_json: bool) -> N
 
 def _raise(err: Exception) -> None:
     raise err
+
+
+# backup and restore: in cli_backup.py (this module's size limit).
+cli.add_command(cli_backup.backup)
+cli.add_command(cli_backup.restore)
 
 
 def main() -> None:

@@ -92,7 +92,7 @@ def diff(profile_path: str | None, out_dir: Path, *, no_gpus: bool = False) -> d
 
     plan = load(profile_path)
     result = apply.diff(apply.prepare(plan, out_dir, write=False, no_gpus=no_gpus))
-    start_order = [{"gpu": o.gpu, "services": list(o.services)} for o in plan.start_order]
+    start_order = [{"gpu": o.gpu, "steps": [list(step) for step in o.steps]} for o in plan.start_order]
     return {**result, "dry_run": True, "start_order": start_order}
 
 
@@ -195,6 +195,29 @@ def load_bundle(path: Path, out_dir: Path, profile_dir: Path) -> dict[str, Any]:
     from albert_deploy.converge import engine
 
     return unbundle.load_bundle(engine.connect, path, out_dir, profile_dir)
+
+
+# --- backup and restore of the databases -------------------------------------------------------
+
+
+def backup(profile_path: str | None, target: Path, *, with_models: bool = False) -> dict[str, Any]:
+    """One archive of the running stack's databases (online), with the profile's lock."""
+    import json
+
+    from albert_deploy.backup import take
+    from albert_deploy.converge import engine
+
+    plan, locked = load_locked(profile_path)
+    lock = json.loads(Path(locked.path).read_text(encoding="utf-8")) if locked is not None else None
+    return take.backup(engine.connect(), plan, lock, target, with_models)
+
+
+def restore(path: Path, profile_path: str | None) -> dict[str, Any]:
+    """Verify the archive, then restore it into the running stack of the profile."""
+    from albert_deploy.backup import restore as back
+    from albert_deploy.converge import engine
+
+    return back.restore(engine.connect, load(profile_path), path)
 
 
 def _summary(plan: Plan) -> dict[str, Any]:

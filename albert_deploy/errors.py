@@ -43,3 +43,7 @@ class OfflineError(DeployError):
 
 class BundleError(DeployError):
     """A bundle archive is corrupted, incomplete, or cannot be written or restored."""
+
+
+class BackupError(BundleError):
+    """A backup archive is corrupted or does not fit the stack, or a backup or restore step failed."""

@@ -24,12 +24,17 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
+def steps_text(steps: list[list[str]], arrow: str) -> str:
+    """Start steps as text: servers of one step load together (``+``), steps follow ``arrow``."""
+    return arrow.join(" + ".join(step) for step in steps)
+
+
 def diff_text(result: dict[str, Any]) -> str:
     rows = [["SERVICE", "ACTION", "WHY"]] + [[a["service"], a["action"], a["reason"]] for a in result["actions"]]
     verdict = f"{result['changes']} change(s)" if result["changes"] else "nothing to do: the stack matches the profile"
-    order = [f"  GPU {o['gpu']}: " + " -> ".join(o["services"]) for o in result.get("start_order", [])]
+    order = [f"  GPU {o['gpu']}: " + steps_text(o["steps"], " -> ") for o in result.get("start_order", [])]
     if order:
-        order.insert(0, "Start order per GPU (each once the previous one is healthy; GPUs in parallel):")
+        order.insert(0, "Start order per GPU (each step once the previous one is healthy; GPUs in parallel):")
     return "\n".join([f"Project {result['project']}: {verdict}", *_table(rows), *order])
 
 
@@ -146,3 +151,22 @@ def load_text(result: dict[str, Any]) -> str:
                       f"  rendered files in {result['output']} ({result['files']})",
                       *(f"  profile {p}" for p in result["profile"]),
                       "Start it with: albert-deploy up " + (result["profile"][0] if result["profile"] else "")])  # fmt: skip
+
+
+def backup_text(result: dict[str, Any]) -> str:
+    return "\n".join([f"Wrote {result['backup']} ({Size(result['size']).human()}, {result['seconds']} s) from project "
+                      f"{result['project']} (release {result['release']}, {result['vector_store']}):",
+                      *(f"  {n}  {Size(m['size']).human()}  sha256 {m['sha256'][:16]}" for n, m in result["members"].items()),
+                      f"  redis keyspace: {', '.join(result['redis_keys']) or 'empty'}",
+                      "Restore with: albert-deploy restore FILE [PROFILE]"])  # fmt: skip
+
+
+def restore_text(result: dict[str, Any]) -> str:
+    return "\n".join([f"Verified and restored {result['backup']} (taken {result['created']}) into project "
+                      f"{result['project']} in {result['seconds']} s:",
+                      *(["  postgres: the dump, in one transaction"] if result["postgres"] else []),
+                      f"  qdrant: {len(result['collections'])} collection(s) {', '.join(result['collections'])}",
+                      *(f"  qdrant: {c} was not in the backup and is left as it is" for c in result["collections_not_in_backup"]),
+                      f"  redis keyspace now: {', '.join(result['redis_keys']) or 'empty'}",
+                      *(f"  volume {v}" for v in result["volumes"]),
+                      *(f"  note: {n}" for n in result["notes"])])  # fmt: skip

@@ -19,9 +19,11 @@ STAGES = [
     {"render"},
     {"converge"},
     {"airgap"},
+    {"backup"},
     {"commands"},
     {"views"},
-    {"cli", "__main__"},
+    {"cli_base"},
+    {"cli", "cli_backup", "__main__"},
 ]
 MAX_MODULE_LINES = 300
 MAX_CLASS_LINES = 150

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import json
 import re
 import sys
 import threading
@@ -263,3 +264,39 @@ def test_the_running_qdrant_stand_in_guards_exactly_the_paths_of_the_facts(tmp_p
             assert _get(url + path)[0] == 200, path
         assert _get(url + "/collections")[0] == 401
         assert _get(url + "/collections", {str(F("qdrant api key header")): KEY})[0] == 200
+
+
+def _call(url: str, method: str, body: object = None) -> tuple[int, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={str(F("qdrant api key header")): KEY})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            raw = answer.read()
+            return answer.status, json.loads(raw) if answer.headers.get_content_type() == "application/json" else raw
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_the_qdrant_stand_in_snapshots_and_recovers_on_the_routes_of_the_facts(tmp_path: Path) -> None:
+    snapshots = tmp_path / "snapshots"
+    state = {"api_key": KEY, "storage": str(tmp_path / "storage"), "fail": "", "snapshots": str(snapshots)}
+    route = {name: F(f"qdrant {name}")[1].replace("{name}", "docs") for name in  # type: ignore[index]
+             ("upsert points", "scroll points", "snapshot create", "snapshot recover")}  # fmt: skip
+    points = [{"id": 1, "vector": [0.5], "payload": {"a": 1}}, {"id": 2, "vector": [0.25], "payload": {}}]
+    with _running(qdrant_server.QdrantHandler, state) as url:
+        assert _call(url + "/collections/docs", "PUT", {"vectors": {"size": 1, "distance": "Dot"}})[0] == 200
+        assert _call(url + route["upsert points"], "PUT", {"points": points})[0] == 200
+        status, created = _call(url + route["snapshot create"], "POST")
+        name = created["result"]["name"]  # type: ignore[index]
+        assert status == 200 and (snapshots / "docs" / name).is_file()  # in {snapshots}/{collection}, as qdrant
+        assert _call(url + f"/collections/docs/snapshots/{name}", "GET")[0] == 200
+        assert _call(url + "/collections/docs", "DELETE")[0] == 200
+        assert _call(url + route["scroll points"], "POST", {})[0] == 404
+        location = (snapshots / "docs" / name).as_uri()
+        assert _call(url + route["snapshot recover"], "PUT", {"location": location, "priority": "nope"})[0] == 400
+        assert _call(url + route["snapshot recover"], "PUT", {"location": location + "x"})[0] == 400
+        assert _call(url + route["snapshot recover"], "PUT", {"location": location, "priority": "snapshot"})[0] == 200
+        assert _call(url + route["scroll points"], "POST", {})[1]["result"]["points"] == points  # type: ignore[index]
+        assert _call(url + f"/collections/docs/snapshots/{name}", "DELETE")[0] == 200
+        assert not (snapshots / "docs" / name).exists()
+        assert _call(url + "/collections/docs/snapshots/upload", "POST", {})[0] == 501

@@ -5,6 +5,7 @@ test_converge_runner."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -22,7 +23,7 @@ import pytest
 from albert_deploy import catalog
 from albert_deploy.commands import load
 from albert_deploy.converge import containers, reconcile
-from albert_deploy.plan import startup
+from albert_deploy.plan import order, startup
 from tests.helpers import FULL, REPO, SMALL
 from tests.test_converge_runner import _up, make_project
 
@@ -70,20 +71,23 @@ def test_each_server_waits_for_its_predecessor_on_its_gpu(profile: Path) -> None
     plan = load(str(profile))
     by_name = {s.name: s for s in plan.services}
     chained = 0
+    waits = order.waits_for(plan.start_order)
     for gpu in plan.start_order:
-        first, *rest = gpu.services
-        assert by_name[first].compose_entrypoint is None
-        for before, name in zip(gpu.services, rest, strict=False):
-            s = by_name[name]
-            entry = s.compose_entrypoint or ()
-            assert entry[:4] == ("sh", "-c", startup.PREDECESSOR_WAIT, "gpu-start-order") and entry[-1] == "--"
-            url, codes = startup._answer(by_name[before])
-            assert (url, codes) == (entry[5], entry[6]) and url.startswith(f"http://{before}:")
-            own = catalog.SERVERS[s.server or ""].entrypoint
-            assert s.compose_command is not None and s.compose_command[: len(own)] == own
-            assert s.compose_command[-len(s.command) :] == s.command  # then exactly its planned command
-            chained += 1
-    assert chained >= 1
+        assert all(by_name[n].compose_entrypoint is None for n in gpu.steps[0] if n not in waits)
+        for previous, step in itertools.pairwise(gpu.steps):
+            for name in step:
+                s = by_name[name]
+                entry = s.compose_entrypoint or ()
+                assert entry[:4] == ("sh", "-c", startup.PREDECESSOR_WAIT, "gpu-start-order") and entry[-1] == "--"
+                # URL and accepted codes of every server of the step before, on each of its GPUs.
+                pairs = list(zip(entry[5:-1:2], entry[6:-1:2], strict=True))
+                assert pairs == [startup._answer(by_name[p]) for p in waits[name]]
+                assert set(previous) <= set(waits[name])
+                own = catalog.SERVERS[s.server or ""].entrypoint
+                assert s.compose_command is not None and s.compose_command[: len(own)] == own
+                assert s.compose_command[-len(s.command) :] == s.command  # then exactly its planned command
+                chained += 1
+    assert chained == len(waits) and (chained >= 1 or profile != FULL)  # FULL: whisper after vLLM
 
 
 # --- the scripts, run for real ------------------------------------------------------------------

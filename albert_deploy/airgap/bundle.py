@@ -44,7 +44,7 @@ VOLUME_ROOT = "/albert-deploy-volume"  # where a helper container mounts a volum
 CHUNK = 1 << 20
 
 
-class _Hashing:
+class Hashing:
     """A file object that hashes and counts what passes through it."""
 
     def __init__(self, raw: IO[bytes]) -> None:
@@ -80,12 +80,12 @@ def write_bundle(
         members: dict[str, dict[str, Any]] = {}
         volumes: dict[str, dict[str, Any]] = {}
         tags = image_tags(client, image_refs)
-        _store(work, members, "images.tar", _saved_images(client, image_refs))
+        store_member(work, members, "images.tar", _saved_images(client, image_refs))
         for job in jobs:
             volume = containers.volume_name(project, job.volume)
             image_id = str(client.api.inspect_image(job.image)["Id"])
             member = f"volumes/{volume}.tar"
-            _store(work, members, member, _volume_contents(client, project, volume, image_id))
+            store_member(work, members, member, volume_contents(client, project, volume, image_id))
             volumes[volume] = {"member": member, "volume": job.volume, "service": job.service, "image_id": image_id}
             if job.volume in checked:
                 name, sha256 = checked[job.volume]
@@ -95,7 +95,7 @@ def write_bundle(
                                           "run `albert-deploy pull` first")  # fmt: skip
                 volumes[volume]["file"] = {"name": name, "sha256": sha256}
         for name, data in sorted(files.items()):
-            _store(work, members, name, iter([data]))
+            store_member(work, members, name, iter([data]))
         manifest = {
             "format": FORMAT,
             "albert_deploy": __version__,
@@ -109,10 +109,10 @@ def write_bundle(
         partial = work / "bundle.tar"
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
             data = json.dumps(manifest, indent=2, sort_keys=True).encode()
-            _add(tar, MANIFEST, io.BytesIO(data), len(data))
+            add_member(tar, MANIFEST, io.BytesIO(data), len(data))
             for name, meta in members.items():
                 with open(work / "members" / name, "rb") as stream:
-                    _add(tar, name, stream, meta["size"])
+                    add_member(tar, name, stream, meta["size"])
         partial.replace(target)
     except OSError as err:
         raise BundleError(
@@ -124,17 +124,17 @@ def write_bundle(
             "images": sorted(image_refs), "volumes": sorted(volumes), "members": members}  # fmt: skip
 
 
-def _store(work: Path, members: dict[str, dict[str, Any]], name: str, chunks: Iterator[bytes]) -> None:
+def store_member(work: Path, members: dict[str, dict[str, Any]], name: str, chunks: Iterator[bytes]) -> None:
     path = work / "members" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as raw:
-        out = _Hashing(raw)
+        out = Hashing(raw)
         for chunk in chunks:
             out.write(chunk)
     members[name] = {"size": out.size, "sha256": out.sha.hexdigest()}
 
 
-def _add(tar: tarfile.TarFile, name: str, stream: IO[bytes], size: int) -> None:
+def add_member(tar: tarfile.TarFile, name: str, stream: IO[bytes], size: int) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = size, 0o644, int(time.time())
     tar.addfile(info, stream)
@@ -201,7 +201,7 @@ def volume_helper(client: Any, project: str, volume: str, image_id: str) -> Iter
             client.api.remove_container(container, force=True)
 
 
-def _volume_contents(client: Any, project: str, volume: str, image_id: str) -> Iterator[bytes]:
+def volume_contents(client: Any, project: str, volume: str, image_id: str) -> Iterator[bytes]:
     if not client.api.volumes(filters={"name": volume}).get("Volumes"):
         raise BundleError(f"volume {volume} does not exist: run `albert-deploy pull` first to download the model")
     with volume_helper(client, project, volume, image_id) as container:

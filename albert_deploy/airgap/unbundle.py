@@ -25,16 +25,22 @@ from albert_deploy.render import output
 from albert_deploy.render.files import ENV_FILE, GENERATED
 
 
-def verify(path: Path) -> dict[str, Any]:
-    """The manifest, once every member matches it; else a BundleError naming the first bad member."""
+def verify(
+    path: Path, fmt: str = FORMAT, kind: str = "bundle", error: type[BundleError] = BundleError
+) -> dict[str, Any]:
+    """The manifest, once every member matches it; else ``error`` naming the first bad member.
+
+    ``fmt`` and ``kind``: the archive format and its name in messages (``backup`` reads its
+    archives with this too)."""
+    undone = "Nothing was loaded" if kind == "bundle" else "Nothing was restored"
     try:
         with tarfile.open(path, "r:") as tar:
             first = tar.next()
             if first is None or first.name != MANIFEST:
-                raise BundleError(f"{path}: not an albert-deploy bundle ({MANIFEST} is not its first member)")
+                raise error(f"{path}: not an albert-deploy {kind} ({MANIFEST} is not its first member)")
             manifest = json.loads(_read(tar, first))
-            if manifest.get("format") != FORMAT:
-                raise BundleError(f"{path}: bundle format {manifest.get('format')!r} is not {FORMAT}")
+            if manifest.get("format") != fmt:
+                raise error(f"{path}: {kind} format {manifest.get('format')!r} is not {fmt}")
             listed: dict[str, dict[str, Any]] = manifest["members"]
             seen = set()
             for member in tar:
@@ -42,7 +48,9 @@ def verify(path: Path) -> dict[str, Any]:
                     continue
                 meta = listed.get(member.name)
                 if meta is None:
-                    raise BundleError(f"{path}: member {member.name} is not in the manifest: the bundle was altered")
+                    raise error(
+                        f"{path}: member {member.name} is not in the manifest: the {kind} was altered. {undone}"
+                    )
                 sha, size = hashlib.sha256(), 0
                 stream = tar.extractfile(member)
                 assert stream is not None
@@ -50,19 +58,19 @@ def verify(path: Path) -> dict[str, Any]:
                     sha.update(chunk)
                     size += len(chunk)
                 if size != meta["size"] or sha.hexdigest() != meta["sha256"]:
-                    raise BundleError(
+                    raise error(
                         f"{path}: member {member.name} is corrupted (its size or sha256 differs from the manifest); "
-                        "copy the bundle again. Nothing was loaded"
+                        f"copy the {kind} again. {undone}"
                     )
                 seen.add(member.name)
             lost = sorted(set(listed) - seen)
             if lost:
-                raise BundleError(f"{path}: member {lost[0]} is missing: copy the bundle again. Nothing was loaded")
+                raise error(f"{path}: member {lost[0]} is missing: copy the {kind} again. {undone}")
             _check_files(path, tar, manifest)
     except (tarfile.TarError, EOFError, ValueError, KeyError, TypeError) as err:
-        raise BundleError(f"{path}: not a readable bundle ({err}); copy it again. Nothing was loaded") from None
+        raise error(f"{path}: not a readable {kind} ({err}); copy it again. {undone}") from None
     except OSError as err:
-        raise BundleError(f"{path}: cannot read it ({err.strerror})") from None
+        raise error(f"{path}: cannot read it ({err.strerror}). {undone}") from None
     return dict(manifest)
 
 

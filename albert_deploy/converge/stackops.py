@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import graphlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -203,20 +204,55 @@ def logs(client: Any, project: str, service: str, follow: bool, tail: int | None
 
 def exec_json(client: Any, project: str, service: str, argv: list[str], stdin: bytes) -> tuple[int, bytes]:
     """Run ``argv`` in the service's container with ``stdin``; its exit code and stdout."""
-    import socket
-
     found = [c for c in list_containers(client, project) if c.service == service and c.state == "running"]
     if not found:
         raise DockerError(f"service {service} of project {project} is not running: run `albert-deploy up` first")
-    exec_id = client.api.exec_create(found[0].id, argv, stdin=True, stdout=True, stderr=False)["Id"]
+    out = bytearray()
+    code, _ = exec_stream(client, found[0].id, argv, stdin=iter([stdin]), sink=out.extend)
+    return code, bytes(out)
+
+
+def exec_stream(
+    client: Any,
+    container: str,
+    argv: list[str],
+    *,
+    stdin: Iterator[bytes] | None = None,
+    sink: Callable[[bytes], object] | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> tuple[int, bytes]:
+    """Run ``argv`` in ``container``: ``stdin``'s chunks are sent from a thread while stdout goes to
+    ``sink`` as it comes (no size limit either way). Returns the exit code and stderr (its last 64 KiB)."""
+    import socket
+    import threading
+
+    exec_id = client.api.exec_create(
+        container, argv, stdin=stdin is not None, stdout=True, stderr=True, environment=dict(environment or {})
+    )["Id"]
     sock = client.api.exec_start(exec_id, socket=True)
     raw = getattr(sock, "_sock", sock)
-    raw.sendall(stdin)
-    raw.shutdown(socket.SHUT_WR)
-    out = bytearray()
+    failed: list[OSError] = []
+
+    def send() -> None:
+        try:
+            for chunk in stdin or iter(()):
+                raw.sendall(chunk)
+        except OSError as err:  # the command exited early: its exit code and stderr say why
+            failed.append(err)
+        finally:
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_WR)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    err = bytearray()
     # The stream is multiplexed (8-byte frame headers) since no TTY was asked for.
     for kind, chunk in frames_iter(raw, tty=False):  # type: ignore[no-untyped-call]
         if kind == STDOUT:
-            out += chunk
+            if sink is not None:
+                sink(chunk)
+        else:
+            err = (err + chunk)[-65536:]
+    sender.join()
     code = client.api.exec_inspect(exec_id).get("ExitCode")
-    return (code if code is not None else -1), bytes(out)
+    return (code if code is not None else -1), bytes(err)

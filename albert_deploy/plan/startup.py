@@ -29,6 +29,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from albert_deploy import catalog
+from albert_deploy.plan.order import waits_for
 from albert_deploy.plan.spec import Endpoint, GpuStartOrder, Service
 
 # What each client type asks first when the API starts: 0.2.0 vllm and openai GET /v1/models, tei
@@ -95,10 +96,7 @@ def ready_within(services: Sequence[Service], order: Sequence[GpuStartOrder]) ->
     """Per service, seconds until it should answer when everything starts at once: its own budget,
     after the predecessors it waits for on its GPUs."""
     by_name = {s.name: s for s in services}
-    before: dict[str, set[str]] = {}
-    for gpu in order:
-        for i, name in enumerate(gpu.services[1:], start=1):
-            before.setdefault(name, set()).add(gpu.services[i - 1])
+    before = waits_for(order)
     ready: dict[str, int] = {}
 
     def of(name: str) -> int:
@@ -118,13 +116,11 @@ def api_bound(services: Sequence[Service], order: Sequence[GpuStartOrder]) -> in
 
 
 def wait_for_predecessors(services: Sequence[Service], order: Sequence[GpuStartOrder]) -> list[Service]:
-    """Each model server with a predecessor on one of its GPUs waits for it before its entrypoint."""
+    """Each model server with predecessors on its GPUs (every server of the step before its own,
+    ``order.waits_for``) waits for them before its entrypoint."""
     by_name = {s.name: s for s in services}
     ready = ready_within(services, order)
-    before: dict[str, list[str]] = {}
-    for gpu in order:
-        for i, name in enumerate(gpu.services[1:], start=1):
-            before.setdefault(name, []).append(gpu.services[i - 1])
+    before = waits_for(order)
     result = []
     for s in services:
         preds = list(dict.fromkeys(before.get(s.name, ())))

@@ -8,6 +8,7 @@ from typing import Any
 from albert_deploy.plan import startup
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Service, gpus_text, reachable_host
+from albert_deploy.profile.load import DEFAULT_PROFILE
 from albert_deploy.sizes import gb
 
 
@@ -27,9 +28,13 @@ def runbook_context(plan: Plan) -> dict[str, Any]:
         "api_authentication": plan.api_access.authentication,
         "api_warning": plan.api_access.warning(),
         # GPUs with one server have no order to follow.
-        "start_chains": [{"gpu": o.gpu, "order": list(o.services)} for o in plan.start_order if len(o.services) > 1],
+        "start_chains": [{"gpu": o.gpu, "order": o.text(" → ")} for o in plan.start_order if len(o.services) > 1],
         "operator_env": plan.operator_env,
         "api_wait_s": startup.api_bound(plan.services, plan.start_order),
+        # The profile as albert-deploy's commands take it (nothing for the embedded default).
+        "profile_arg": "" if plan.source == DEFAULT_PROFILE else " " + shlex.quote(plan.source),
+        "vector_store": plan.vector_store,
+        "has_postgres": any(s.name == "postgres" for s in plan.services),
     }
 
 

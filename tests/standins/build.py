@@ -50,7 +50,7 @@ HOST_REDIS = Path("/usr/bin/redis-check-rdb")  # redis-tools: the multi-call bin
 HOST_REDIS_CLI = Path("/usr/bin/redis-cli")
 PG = Path("/usr/lib/postgresql/15")  # postgresql-15: bin/ and lib/ (extensions, encodings)
 PG_SHARE = Path("/usr/share/postgresql/15")  # what initdb loads
-PG_TOOLS = ("postgres", "initdb", "pg_ctl", "pg_isready", "psql")
+PG_TOOLS = ("postgres", "initdb", "pg_ctl", "pg_isready", "psql", "pg_dump")  # pg_dump: `albert-deploy backup`
 ZONEINFO = Path("/usr/share/zoneinfo")  # Debian builds postgres with the system's time zones
 STDLIB_SKIP = {
     "test",

@@ -149,6 +149,13 @@ SERVER_FACTS: dict[str, Fact] = {
     "vllm reported id flags": Fact(
         ("--served-model-name", "--model"), f"{VLLM} vllm/config {NOT_RECORDED} (served_model_name defaults to model)"
     ),
+    # Load, then listen: connections are refused until every allocation of start-up is done, so a
+    # stand-in's load window is from its start to the moment it binds (see docs/memory-model.md).
+    "vllm listens once loaded": Fact(
+        True,
+        f"{VLLM} vllm/entrypoints/openai/api_server.py:1905-1918 (serve_http after the engine client: "
+        "weights, profile run, KV cache, CUDA graphs)",
+    ),
     "vllm default model": Fact("Qwen/Qwen3-0.6B", f"{VLLM} vllm/engine/arg_utils.py {NOT_RECORDED} (model default)"),
     "vllm user": Fact(None, f"{VLLM} docker/Dockerfile:556-558 (no USER line: root)"),
     "vllm cache path": Fact(
@@ -168,6 +175,10 @@ SERVER_FACTS: dict[str, Fact] = {
         ("--auto-truncate", "--json-output", "--disable-spans"), f"{TEI} router/src/main.rs {NOT_RECORDED} (clap Args)"
     ),
     "tei refused flags": Fact(("--served-model-name",), f"{TEI} router/src/main.rs {NOT_RECORDED} (absent in 1.8)"),
+    "tei listens once loaded": Fact(
+        True,
+        f"{TEI} router/src/http/server.rs:1848-1853 (TcpListener::bind, 'Ready', after lib.rs:239-261 load and warm-up)",
+    ),
     "tei user": Fact(None, f"{TEI} Dockerfile-cuda:116-142 (no USER line: root)"),
     "tei cache path": Fact("/data", f"{TEI} Dockerfile-cuda:120 (ENV HUGGINGFACE_HUB_CACHE=/data)"),
     # ------------------------------------------------------------ whisper-openai-api
@@ -183,6 +194,9 @@ SERVER_FACTS: dict[str, Fact] = {
         f"{WHISPER} app/utils/args.py:5-11 (argparse)",
     ),
     "whisper bind host": Fact("0.0.0.0", f"{WHISPER} app/main.py:27-34 (uvicorn.run host='0.0.0.0')"),
+    "whisper listens once loaded": Fact(
+        True, f"{WHISPER} app/main.py:27-34 (uvicorn runs the lifespan, app/utils/lifespan.py:18-37, before it binds)"
+    ),
     "whisper user": Fact("1100", f"{WHISPER} app/Dockerfile:12-16 (useradd --uid 1100 whisper; USER whisper)"),
     "whisper cache path": Fact("/home/whisper/.cache/huggingface", f"{WHISPER} compose.yml:9 (cache volume)"),
     # ------------------------------------------------------------ qdrant (-unprivileged)
@@ -197,6 +211,41 @@ SERVER_FACTS: dict[str, Fact] = {
     "qdrant api key header": Fact("api-key", f"{QDRANT} src/actix/auth.rs {NOT_RECORDED} (api-key header or Bearer)"),
     "qdrant storage path": Fact("/qdrant/storage", _at("0.2.0", "compose.yml:74 (qdrant:/qdrant/storage)")),
     "qdrant user": Fact("1000", f"{QDRANT} Dockerfile {NOT_RECORDED} (-unprivileged build: uid 1000)"),
+    # Snapshots, for `albert-deploy backup` and `restore` (read at the tag, lines recorded).
+    "qdrant snapshots path": Fact(
+        "/qdrant/snapshots", f"{QDRANT} config/config.yaml:17 (snapshots_path: ./snapshots; WORKDIR /qdrant)"
+    ),
+    "qdrant collection snapshots dir": Fact(
+        "{snapshots}/{collection}", f"{QDRANT} lib/storage/src/content_manager/toc/snapshots.rs:28-37"
+    ),
+    "qdrant snapshot create": Fact(
+        ("POST", "/collections/{name}/snapshots"), f"{QDRANT} src/actix/api/snapshot_api.rs:149-163 (wait default true)"
+    ),
+    "qdrant snapshot delete": Fact(
+        ("DELETE", "/collections/{name}/snapshots/{snapshot_name}"), f"{QDRANT} src/actix/api/snapshot_api.rs:302-322"
+    ),
+    "qdrant snapshot download": Fact(
+        ("GET", "/collections/{name}/snapshots/{snapshot_name}"), f"{QDRANT} src/actix/api/snapshot_api.rs:240-256"
+    ),
+    "qdrant snapshot upload": Fact(
+        ("POST", "/collections/{name}/snapshots/upload", "snapshot"),
+        f"{QDRANT} src/actix/api/snapshot_api.rs:52-55,165-212 (multipart field `snapshot`; saved, then recovered)",
+    ),
+    "qdrant snapshot recover": Fact(
+        ("PUT", "/collections/{name}/snapshots/recover"), f"{QDRANT} src/actix/api/snapshot_api.rs:214-238"
+    ),
+    "qdrant recover schemes": Fact(
+        ("file", "http", "https"),
+        f"{QDRANT} lib/storage/src/content_manager/snapshots/download.rs:66-96 (file: must exist, else 400)",
+    ),
+    "qdrant snapshot priorities": Fact(
+        ("no_sync", "snapshot", "replica"),
+        f"{QDRANT} lib/collection/src/operations/snapshot_ops.rs:18-28 (snake_case; shard_transfer is serde(skip))",
+    ),
+    "qdrant upsert points": Fact(("PUT", "/collections/{name}/points"), f"{QDRANT} src/actix/api/update_api.rs:36"),
+    "qdrant scroll points": Fact(
+        ("POST", "/collections/{name}/points/scroll"), f"{QDRANT} src/actix/api/retrieve_api.rs:132"
+    ),
 }
 
 
