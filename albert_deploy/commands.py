@@ -92,7 +92,7 @@ def diff(profile_path: str | None, out_dir: Path, *, no_gpus: bool = False) -> d
 
     plan = load(profile_path)
     result = apply.diff(apply.prepare(plan, out_dir, write=False, no_gpus=no_gpus))
-    start_order = [{"gpu": o.gpu, "services": list(o.services)} for o in plan.start_order]
+    start_order = [{"gpu": o.gpu, "steps": [list(step) for step in o.steps]} for o in plan.start_order]
     return {**result, "dry_run": True, "start_order": start_order}
 
 

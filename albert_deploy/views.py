@@ -24,12 +24,17 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
+def steps_text(steps: list[list[str]], arrow: str) -> str:
+    """Start steps as text: servers of one step load together (``+``), steps follow ``arrow``."""
+    return arrow.join(" + ".join(step) for step in steps)
+
+
 def diff_text(result: dict[str, Any]) -> str:
     rows = [["SERVICE", "ACTION", "WHY"]] + [[a["service"], a["action"], a["reason"]] for a in result["actions"]]
     verdict = f"{result['changes']} change(s)" if result["changes"] else "nothing to do: the stack matches the profile"
-    order = [f"  GPU {o['gpu']}: " + " -> ".join(o["services"]) for o in result.get("start_order", [])]
+    order = [f"  GPU {o['gpu']}: " + steps_text(o["steps"], " -> ") for o in result.get("start_order", [])]
     if order:
-        order.insert(0, "Start order per GPU (each once the previous one is healthy; GPUs in parallel):")
+        order.insert(0, "Start order per GPU (each step once the previous one is healthy; GPUs in parallel):")
     return "\n".join([f"Project {result['project']}: {verdict}", *_table(rows), *order])
 
 

@@ -1,4 +1,5 @@
-"""`pull`, `lock`, `bundle`/`load`, `offline: true` and the GPU start order against the real daemon.
+"""`pull`, `lock`, `bundle`/`load` and `offline: true` against the real daemon (the GPU start order:
+test_coldstart_docker.py).
 
 Pulls come from a real registry on loopback (``loopback_registry``); the Hugging Face download runs
 the real command in a stand-in downloader image whose ``huggingface_hub`` writes the hub layout
@@ -18,7 +19,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from albert_deploy.plan.assets import URL_OVERRIDE_ENV
 from albert_deploy.plan.releases import r0_2_0
 from tests.conftest import TEST_LABEL
 from tests.fakedocker import TIKTOKEN_BODY, tiktoken_test_asset
-from tests.helpers import FULL, Deployment
+from tests.helpers import Deployment
 
 pytestmark = pytest.mark.docker
 
@@ -447,34 +447,6 @@ def test_a_locked_profile_survives_bundle_and_load(
         for image_id in own_ids.values():
             with contextlib.suppress(docker.errors.APIError):
                 docker_client.images.remove(image_id, force=True)
-
-
-# --- GPU start order ----------------------------------------------------------------------------
-
-
-def test_servers_sharing_a_gpu_start_one_after_another(deploy: Callable[..., Deployment]) -> None:
-    d = deploy(FULL, gpus={"count": 2, "memory": "80GB", "name": "NVIDIA H100 80GB HBM3"})
-    pins = {"guillaumetell-7b": [0], "whisper-large-v3-turbo": [0], "bge-reranker-v2-m3": [0],
-            "multilingual-e5-large": [1]}  # fmt: skip
-    for name, gpus in pins.items():
-        d.model(name).update(gpus=gpus, env={"STANDIN_START_DELAY": "1"})
-    d.edit()
-
-    planned = d.cli("diff", "--no-gpus", "--json")
-    assert planned.exit_code == 0, planned.output
-    order = {o["gpu"]: o["services"] for o in json.loads(planned.stdout)["start_order"]}
-    assert order["1"] == ["multilingual-e5-large"] and len(order["0"]) == 3
-    assert order["0"][0] == "guillaumetell-7b"  # the largest budget first
-    text = d.cli("diff", "--no-gpus").stdout
-    assert "GPU 0: " + " -> ".join(order["0"]) in text
-
-    d.up("--no-gpus")
-    started = {s: datetime.fromisoformat(d.container(s).attrs["State"]["StartedAt"][:26]) for s in pins}
-    first, second, third = (started[s] for s in order["0"])
-    # Each waits until the previous one on GPU 0 is healthy (it binds after a 1 s delay)...
-    assert (second - first).total_seconds() >= 1.0 and (third - second).total_seconds() >= 1.0
-    # ...while the server on GPU 1 starts alongside the first one.
-    assert abs((started["multilingual-e5-large"] - first).total_seconds()) < 1.0
 
 
 E5_CACHE = "/data/models--intfloat--multilingual-e5-large"

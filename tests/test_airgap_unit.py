@@ -82,11 +82,12 @@ def test_start_order_per_gpu_follows_the_depends_on_chain(tmp_path: Path) -> Non
     path = tmp_path / "two.yaml"
     path.write_text(yaml.safe_dump(data))
     plan = load(str(path))
-    order = {o.gpu: list(o.services) for o in plan.start_order}
-    assert order["1"] == ["multilingual-e5-large"]
-    first, second, third = order["0"]
+    order = {o.gpu: o.steps for o in plan.start_order}
+    assert order["1"] == (("multilingual-e5-large",),)
+    (first,), together = order["0"]
     deps = {s.name: s.depends_on for s in plan.services}
-    assert first == "guillaumetell-7b" and deps[second] == (first,) and deps[third] == (second,)
+    assert first == "guillaumetell-7b" and together == ("bge-reranker-v2-m3", "whisper-large-v3-turbo")
+    assert all(deps[name] == (first,) for name in together)
     assert deps["multilingual-e5-large"] == ()
 
 

@@ -75,11 +75,11 @@ def test_diff_writes_nothing_and_shows_the_start_order(
     assert not (tmp_path / "out").exists()
     shown = json.loads(result.stdout)
     assert shown["dry_run"] is True and shown["actions"] == DIFF["actions"]
-    order = ["guillaumetell-7b", "whisper-large-v3-turbo", "bge-reranker-v2-m3", "multilingual-e5-large"]
-    assert shown["start_order"] == [{"gpu": "0", "services": order}]  # largest budget first
+    together = ["bge-reranker-v2-m3", "multilingual-e5-large", "whisper-large-v3-turbo"]
+    assert shown["start_order"] == [{"gpu": "0", "steps": [["guillaumetell-7b"], together]}]  # vLLM alone first
     text = _run(*args, "-o", str(tmp_path / "out")).stdout
     assert "Project albert: 1 change(s)" in text and "api      recreate  image" in text
-    assert "GPU 0: " + " -> ".join(order) in text
+    assert "GPU 0: guillaumetell-7b -> " + " + ".join(together) in text
     docker_side["up"].assert_not_called()
 
 

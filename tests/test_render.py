@@ -300,7 +300,7 @@ def test_previous_output_is_kept_as_a_dated_backup(tmp_path: Path) -> None:
     assert parse_env((backup / ".env").read_text()) == parse_env((out / ".env").read_text())
 
 
-def test_servers_sharing_a_gpu_start_one_after_another() -> None:
+def test_vllm_loads_alone_and_its_neighbours_together() -> None:
     data = {
         "gpus": [{"index": 0, "name": "NVIDIA H100 80GB HBM3"}, {"index": 1, "name": "NVIDIA L4"}],
         "share_gpus": True,
@@ -314,17 +314,17 @@ def test_servers_sharing_a_gpu_start_one_after_another() -> None:
     }
     plan = build_plan(validate_profile(data, "x"), "x")
     waits = {s.name: s.depends_on for s in plan.services if s.role == "model"}
-    # Largest budget first on GPU 0, then by name; GPU 1 and the CPU server start at once.
+    # vLLM alone first on GPU 0, then both TEI at once; GPU 1 and the CPU server start at once.
     assert waits == {
         "guillaumetell-7b": (),
         "bge-reranker-v2-m3": ("guillaumetell-7b",),
-        "multilingual-e5-large": ("bge-reranker-v2-m3",),
+        "multilingual-e5-large": ("guillaumetell-7b",),
         "whisper-large-v3-turbo": (),
         "e5-cpu": (),
     }
     compose = yaml.safe_load(render_plan(plan).files["compose.yml"])
     assert compose["services"]["multilingual-e5-large"]["depends_on"] == {
-        "bge-reranker-v2-m3": {"condition": "service_healthy"}
+        "guillaumetell-7b": {"condition": "service_healthy"}
     }
 
 

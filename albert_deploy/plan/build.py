@@ -47,7 +47,7 @@ class Plan:
     caches: tuple[ModelCache, ...] = ()  # every hosted model's weights, for pull, bundle and the offline check
     assets: tuple[ReleaseAsset, ...] = ()  # files the API reads at start (0.2.0: tiktoken), same uses
     downloader_image: str = catalog.DOWNLOADER_IMAGE  # `pull` downloads the models' weights in it
-    start_order: tuple[GpuStartOrder, ...] = ()  # per GPU, its servers in the order they start
+    start_order: tuple[GpuStartOrder, ...] = ()  # per GPU, its servers in start steps
     kubernetes: Kubernetes = field(default_factory=Kubernetes, compare=False)  # type: ignore[arg-type]
     # Lock file: pinned ``repository@sha256:…`` -> its image id, for hosts where only the id resolves.
     locked_ids: dict[str, str] = field(default_factory=dict, compare=False)

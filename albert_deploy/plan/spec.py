@@ -105,10 +105,19 @@ class ModelCache:
 
 @dataclass(frozen=True)
 class GpuStartOrder:
-    """The servers of one GPU in the order they start, each once the previous one is healthy."""
+    """The servers of one GPU in start steps: the servers of a step load together, once every
+    server of the previous step is healthy (see plan/order.py)."""
 
     gpu: str  # device id
-    services: tuple[str, ...]
+    steps: tuple[tuple[str, ...], ...]
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return tuple(name for step in self.steps for name in step)
+
+    def text(self, arrow: str) -> str:
+        """Servers of one step joined by ``+`` (they load together), steps by ``arrow``."""
+        return arrow.join(" + ".join(step) for step in self.steps)
 
 
 def reachable_host(host: str) -> str:

@@ -27,7 +27,7 @@ def runbook_context(plan: Plan) -> dict[str, Any]:
         "api_authentication": plan.api_access.authentication,
         "api_warning": plan.api_access.warning(),
         # GPUs with one server have no order to follow.
-        "start_chains": [{"gpu": o.gpu, "order": list(o.services)} for o in plan.start_order if len(o.services) > 1],
+        "start_chains": [{"gpu": o.gpu, "order": o.text(" → ")} for o in plan.start_order if len(o.services) > 1],
         "operator_env": plan.operator_env,
         # The profile as albert-deploy's commands take it (nothing for the embedded default).
         "profile_arg": "" if plan.source == DEFAULT_PROFILE else " " + shlex.quote(plan.source),

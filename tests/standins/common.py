@@ -38,16 +38,29 @@ def exit_on_signals() -> None:
     signal.signal(signal.SIGINT, stop)
 
 
+def process_age() -> float:
+    """Seconds since this process started (its first exec: /proc/self/stat field 22, in clock ticks
+    since boot), so that a wrapper that execs the server and the interpreter's own start count."""
+    with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+        start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # [0] is field 3
+        return float(uptime.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
 def start_knobs(name: str) -> str:
-    """Apply STANDIN_START_DELAY and STANDIN_FAIL=exit; return the fail mode for the server to honour.
+    """Apply STANDIN_START_DELAY (or STANDIN_LOAD_SECONDS) and STANDIN_FAIL=exit; return the fail
+    mode for the server to honour.
 
     Real servers load weights (minutes) before they bind; the delay lets tests reproduce that.
+    STANDIN_LOAD_SECONDS is a load time counted from the process's start, as a real server's is
+    (its interpreter and imports are part of it): a slow start on a busy host is not added to it.
     """
     fail = os.environ.get("STANDIN_FAIL", "")
     if fail not in FAIL_MODES:
         log(name, f"unknown STANDIN_FAIL={fail!r} (known: {', '.join(m for m in FAIL_MODES if m)})")
         raise SystemExit(2)
     delay = float(os.environ.get("STANDIN_START_DELAY") or 0)
+    if os.environ.get("STANDIN_LOAD_SECONDS"):
+        delay = float(os.environ["STANDIN_LOAD_SECONDS"]) - process_age()
     if delay > 0:
         log(name, f"simulating a {delay:g} s start (STANDIN_START_DELAY)")
         time.sleep(delay)

@@ -130,6 +130,13 @@ SERVER_FACTS: dict[str, Fact] = {
     "vllm reported id flags": Fact(
         ("--served-model-name", "--model"), f"{VLLM} vllm/config {NOT_RECORDED} (served_model_name defaults to model)"
     ),
+    # Load, then listen: connections are refused until every allocation of start-up is done, so a
+    # stand-in's load window is from its start to the moment it binds (see docs/memory-model.md).
+    "vllm listens once loaded": Fact(
+        True,
+        f"{VLLM} vllm/entrypoints/openai/api_server.py:1905-1918 (serve_http after the engine client: "
+        "weights, profile run, KV cache, CUDA graphs)",
+    ),
     "vllm default model": Fact("Qwen/Qwen3-0.6B", f"{VLLM} vllm/engine/arg_utils.py {NOT_RECORDED} (model default)"),
     "vllm user": Fact(None, f"{VLLM} docker/Dockerfile:556-558 (no USER line: root)"),
     "vllm cache path": Fact(
@@ -149,6 +156,10 @@ SERVER_FACTS: dict[str, Fact] = {
         ("--auto-truncate", "--json-output", "--disable-spans"), f"{TEI} router/src/main.rs {NOT_RECORDED} (clap Args)"
     ),
     "tei refused flags": Fact(("--served-model-name",), f"{TEI} router/src/main.rs {NOT_RECORDED} (absent in 1.8)"),
+    "tei listens once loaded": Fact(
+        True,
+        f"{TEI} router/src/http/server.rs:1848-1853 (TcpListener::bind, 'Ready', after lib.rs:239-261 load and warm-up)",
+    ),
     "tei user": Fact(None, f"{TEI} Dockerfile-cuda:116-142 (no USER line: root)"),
     "tei cache path": Fact("/data", f"{TEI} Dockerfile-cuda:120 (ENV HUGGINGFACE_HUB_CACHE=/data)"),
     # ------------------------------------------------------------ whisper-openai-api
@@ -164,6 +175,9 @@ SERVER_FACTS: dict[str, Fact] = {
         f"{WHISPER} app/utils/args.py:5-11 (argparse)",
     ),
     "whisper bind host": Fact("0.0.0.0", f"{WHISPER} app/main.py:27-34 (uvicorn.run host='0.0.0.0')"),
+    "whisper listens once loaded": Fact(
+        True, f"{WHISPER} app/main.py:27-34 (uvicorn runs the lifespan, app/utils/lifespan.py:18-37, before it binds)"
+    ),
     "whisper user": Fact("1100", f"{WHISPER} app/Dockerfile:12-16 (useradd --uid 1100 whisper; USER whisper)"),
     "whisper cache path": Fact("/home/whisper/.cache/huggingface", f"{WHISPER} compose.yml:9 (cache volume)"),
     # ------------------------------------------------------------ qdrant (-unprivileged)

@@ -7,7 +7,9 @@
 The real images cannot be pulled on test machines. This one process copies what a client or a
 health check sees of each server (flags, routes, API-key rules, answer shapes); answers are
 deterministic fakes. Behaviour knobs (environment):
-  STANDIN_START_DELAY  seconds to wait before binding (weights loading)
+  STANDIN_START_DELAY  seconds to wait before binding (weights loading); GET /standin/state reports
+                       the load window: started_at (process start) and listening_at (bound)
+  STANDIN_LOAD_SECONDS bind that many seconds after the process started (its own start included)
   STANDIN_FAIL         never-healthy: /health answers 503 forever; exit: exit 1 after the delay;
                        wrong-shape: healthy, but model answers have the wrong shape
   STANDIN_HOST         whisper only: address to bind (the real one always binds 0.0.0.0)
@@ -446,6 +448,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     server = PARSERS[argv[0]](argv[1:])
     common.exit_on_signals()
+    # The real servers bind only once loaded (facts: "<kind> listens once loaded"), so the load,
+    # simulated by STANDIN_START_DELAY, comes first; [started_at, listening_at] is the load window
+    # that /standin/state reports (tests/test_coldstart_docker.py compares the windows).
+    if not F(f"{server.kind} listens once loaded"):
+        raise SystemExit(f"{server.kind}: the facts say it listens before loading; this stand-in cannot")
     server.fail = common.start_knobs(server.kind)
     server.listening_at = time.time()
     common.log(
