@@ -78,6 +78,7 @@ class Server:
     health: HealthCheck
     needs_gpu: bool  # True: a CPU placement is refused
     user: str | None = None  # uid the image runs as, when it is not root
+    entrypoint: tuple[str, ...] = ()  # the image's (whisper has none, app/Dockerfile:1-23); see plan/startup.py
     cap_add: tuple[str, ...] = ()  # added back after `cap_drop: [ALL]`: only what the image needs
     host_overhead_gib: int = 4  # RAM beyond the weights, per GPU worker (memory limit = weights + this)
     bytes_per_param: dict[str, float] = field(default_factory=lambda: {"bf16": 2, "fp16": 2, "fp32": 4})
@@ -94,6 +95,7 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         api_key_env="VLLM_API_KEY",
         # /health stays open when an API key is set.
         health=curl_get(HttpGet(8000, "/health"), start_period_s=900),
+        entrypoint=("vllm", "serve"),  # vllm-project/vllm@v0.11.0 docker/Dockerfile:556-558
         needs_gpu=True,
         # Root (no USER in docker/Dockerfile at v0.11.0) on root-owned volumes: no capability. RAM: the
         # runtime (~4 GiB, estimate) + `--swap-space` (default 4 GiB per GPU, vLLM engine arguments).
@@ -108,6 +110,7 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         hub_cache="/data",  # the image sets HUGGINGFACE_HUB_CACHE=/data
         api_key_env="API_KEY",
         health=curl_get(HttpGet(80, "/health"), start_period_s=300),
+        entrypoint=("text-embeddings-router",),  # huggingface/text-embeddings-inference@v1.8.0 Dockerfile-cuda:141
         needs_gpu=False,
         # Root (no USER, Dockerfile-cuda:116-142 at v1.8.0) on port 80 (`PORT=80`, :120): below 1024.
         cap_add=("NET_BIND_SERVICE",),

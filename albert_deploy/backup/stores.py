@@ -27,8 +27,9 @@ from albert_deploy.converge import reconcile, stackops
 from albert_deploy.converge.engine import list_containers
 from albert_deploy.errors import BackupError
 
-# qdrant/qdrant@v1.11.5 config/config.yaml:17 (snapshots_path: ./snapshots, WORKDIR /qdrant), one
-# directory per collection (lib/storage/src/content_manager/toc/snapshots.rs:28-37).
+# qdrant/qdrant@v1.11.5 config/config.yaml:17 (snapshots_path: ./snapshots, WORKDIR /qdrant), made and
+# owned by the -unprivileged user in the image (Dockerfile:153-160) and at start (lib/storage/src/
+# content_manager/toc/mod.rs:93), one directory per collection (toc/snapshots.rs:28-37).
 QDRANT_SNAPSHOTS = "/qdrant/snapshots"
 # Recovery prefers the snapshot over the current state (lib/collection/src/operations/snapshot_ops.rs:18-28).
 QDRANT_PRIORITY = "snapshot"

@@ -66,6 +66,7 @@ class Container:
     mem_limit: int | None = None  # bytes
     restart: str = RESTART
     no_gpus: bool = False  # started without the GPUs the profile gives it
+    probes_once: tuple[str, ...] = ()  # not part of the entry: see Service.probes_once
 
     def entry(self) -> dict[str, Any]:
         """The compose service entry, key for key as compose.yml.j2 writes it."""
@@ -151,7 +152,7 @@ def container(service: Service, env: Mapping[str, str], working_dir: Path) -> Co
         service=service.name,
         image=service.image,
         command=tuple(service.compose_command or service.command) or None,
-        entrypoint=service.entrypoint,
+        entrypoint=service.compose_entrypoint or service.entrypoint,
         environment={k: resolve(v, env) for k, v in service.environment.items()},
         ports=tuple(Port(host, published, target) for host, published, target in service.ports),
         mounts=mounts,
@@ -164,6 +165,7 @@ def container(service: Service, env: Mapping[str, str], working_dir: Path) -> Co
         cap_add=service.cap_add,
         security_opt=service.security_opt,
         mem_limit=int(service.mem_limit) if service.mem_limit else None,
+        probes_once=service.probes_once,
     )
 
 

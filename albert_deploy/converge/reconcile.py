@@ -48,6 +48,7 @@ class Desired:
     image: str
     image_id: str | None  # None: not present locally
     depends_on: Mapping[str, str]
+    probes_once: tuple[str, ...] = ()  # recreated after one of these is (re)started: see Service
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def plan_actions(desired: Iterable[Desired], actual: Iterable[Actual]) -> list[A
         by_service.setdefault(container.service, []).append(container)
     actions: list[Action] = []
     wanted = set()
+    desired = list(desired)
     for want in desired:
         wanted.add(want.service)
         containers = sorted(by_service.get(want.service, []), key=_keep_first)
@@ -128,7 +130,22 @@ def plan_actions(desired: Iterable[Desired], actual: Iterable[Actual]) -> list[A
     for service in sorted(set(by_service) - wanted):
         for container in by_service[service]:
             actions.append(Action(service, REMOVE, "no longer in the profile", container.id))
-    return actions
+    return _reprobe(desired, actions)
+
+
+def _reprobe(desired: list[Desired], actions: list[Action]) -> list[Action]:
+    """A running API that probes its models only at start (etalab-ia/albert-api@0.2.0
+    app/utils/lifespan.py:36-55) would never serve a model whose server ``up`` (re)starts: it is
+    recreated too, and so starts after that server is healthy and probes it again."""
+    kinds = {a.service: a.kind for a in actions}
+    result = []
+    for action, want in zip(actions, desired, strict=False):  # one action per desired service, in order, then removals
+        changed = [s for s in want.probes_once if kinds.get(s) in (CREATE, RECREATE, START)]
+        if action.kind == NOTHING and changed:
+            reason = f"probes its models only at start: {', '.join(changed)} (re)started"
+            action = Action(action.service, RECREATE, reason, action.container, action.duplicates)
+        result.append(action)
+    return result + actions[len(desired) :]
 
 
 def _keep_first(container: Actual) -> tuple[int, int, str]:

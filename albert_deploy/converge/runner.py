@@ -43,6 +43,7 @@ def desired_state(project: Project, image_ids: Mapping[str, str | None]) -> list
             image=spec.image,
             image_id=image_ids.get(spec.image),
             depends_on=spec.depends_on,
+            probes_once=spec.probes_once,
         )
         for name, spec in project.services.items()
     ]

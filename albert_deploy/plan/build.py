@@ -11,7 +11,7 @@ from typing import Any
 from albert_deploy import catalog
 from albert_deploy.errors import PlacementError, ProfileError
 from albert_deploy.placement.place import Placement, place
-from albert_deploy.plan import databases, order, replicas, servers
+from albert_deploy.plan import databases, order, replicas, servers, startup
 from albert_deploy.plan.access import ApiAccess, api_access
 from albert_deploy.plan.assets import ReleaseAsset
 from albert_deploy.plan.releases import MODULES, Release
@@ -99,6 +99,7 @@ def build_plan(
         unset = {a.env for a in getattr(release_module, "ASSETS", ())}
         api = replace(api, environment={k: v for k, v in api.environment.items() if k not in unset})
     services = tuple(_with_interval(s, profile.health_interval) for s in (*dbs, *model_servers, *fronts, api))
+    services = _ordered_at_boot(services, start_order, endpoints, getattr(release_module, "IMAGE_COMMAND", ()))
     if pins:
         services = tuple(replace(s, image=pins.get(s.image, s.image)) for s in services)
     all_refs = {r for s in services for r in _refs(s.environment)} | set(_refs(config))
@@ -173,6 +174,22 @@ def _with_api_wiring(api: Service, profile: Profile, others: list[Service]) -> S
         container_port=API_PORT,
         depends_on=tuple(s.name for s in others),
     )
+
+
+def _ordered_at_boot(
+    services: tuple[Service, ...],
+    start_order: tuple[GpuStartOrder, ...],
+    endpoints: list[Endpoint],
+    image_command: tuple[str, ...],
+) -> tuple[Service, ...]:
+    """The waits that keep the start order when Docker alone starts the stack (plan/startup.py)."""
+    *others, api = services
+    waiting = {s.name: s for s in startup.wait_for_predecessors([s for s in others if s.role == "model"], start_order)}
+    others = [waiting.get(s.name, s) for s in others]
+    bound = startup.api_bound(others, start_order)
+    deps = [s for s in others if s.name in api.depends_on]
+    command = api.compose_command or api.command or image_command
+    return (*others, startup.wait_for_dependencies(api, deps, endpoints, bound, command))
 
 
 def _with_interval(service: Service, seconds: int) -> Service:

@@ -84,6 +84,10 @@ class Service:
     # container starts as and the command it starts with, in place of `user` and `command`.
     compose_user: str | None = None
     compose_command: tuple[str, ...] | None = None
+    compose_entrypoint: tuple[str, ...] | None = None  # likewise for `entrypoint` (plan/startup.py)
+    # Services it asks only once, when it starts (the API probes its models): `up` restarts it
+    # after it (re)starts one of them.
+    probes_once: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,8 @@ def _check_service(loaded: dict[str, Any], planned: Service) -> None:
     same("image", loaded.get("image"), _dollar(planned.image))
     command = planned.compose_command or planned.command
     same("command", loaded.get("command"), _literal(list(command), _dollar) or None)
+    entrypoint = planned.compose_entrypoint or planned.entrypoint
+    same("entrypoint", loaded.get("entrypoint"), None if entrypoint is None else _literal(list(entrypoint), _dollar))
     same("environment", loaded.get("environment"), _literal(planned.environment, _dollar) or None)
 
 

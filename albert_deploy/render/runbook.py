@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from albert_deploy.plan import startup
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Service, gpus_text, reachable_host
 from albert_deploy.profile.load import DEFAULT_PROFILE
@@ -30,6 +31,7 @@ def runbook_context(plan: Plan) -> dict[str, Any]:
         "start_chains": [{"gpu": o.gpu, "order": o.text(" → ")} for o in plan.start_order if len(o.services) > 1],
         "operator_env": plan.operator_env,
         "balancers": [{"name": b.service, "replicas": list(b.replicas)} for b in plan.balancers],
+        "api_wait_s": startup.api_bound(plan.services, plan.start_order),
         # The profile as albert-deploy's commands take it (nothing for the embedded default).
         "profile_arg": "" if plan.source == DEFAULT_PROFILE else " " + shlex.quote(plan.source),
         "vector_store": plan.vector_store,

@@ -7,8 +7,9 @@ releases' source:
 0.2.0 (``/startup.sh``): config at $CONFIG_FILE or /config.yml, ``${VAR}`` replaced from the
   environment (names [A-Z0-9_], unset or empty stays literal). Startup, in the real order:
   "migrations" (a postgres login with the sql URL), then each model's clients probed once
-  (vllm/openai: GET {api_url}/v1/models must list the client's model; tei: GET {api_url}/info
-  must report it as model_id), then redis (AUTH + PING), then the vector store. A model whose
+  (vllm/openai: GET {api_url}/v1/models must list the client's model once; tei: GET {api_url}/info
+  must report it as model_id; openai and tei then POST /v1/embeddings, where any HTTP answer
+  passes), then redis (AUTH + PING), then the vector store. A model whose
   clients all fail is dropped for the process's lifetime; an unreachable vector-store model,
   redis, postgres or vector store makes it exit 1.
 0.0.3 (``uvicorn app.main:app``): config at $CONFIG_FILE or ./config.yml (WORKDIR
@@ -197,7 +198,7 @@ def start_0_2_0(state: State, cfg: dict) -> None:
     url = str((sql[0].get("args") or {}).get("url", ""))  # startup.sh runs migrations first
     if not _try(state, "postgres", url.split("@")[-1], lambda: postgres_login(url)):
         raise StartupError("alembic upgrade failed: postgres is not reachable with the configured URL")
-    for model in models:
+    for model in models:  # once, never again (facts "0.2.0 models probed once at startup")
         up = [c for c in model.clients if _try(state, "model", f"{model.id} via {c.root}", lambda c=c: _probe_0_2_0(c))]
         if up:
             state.models[model.id] = (model, up[0])
@@ -239,16 +240,23 @@ def _model_0_2_0(m: dict) -> Model:
 
 
 def _probe_0_2_0(c: Client) -> None:
-    if c.type == "tei":
-        found = get_json(c.root + "/info", c.key)
-        if not isinstance(found, dict) or found.get("model_id") != c.model:
-            raise OSError(
-                f"/info reports model_id {found.get('model_id') if isinstance(found, dict) else found!r}, not {c.model}"
-            )
-        return
-    ids = [d.get("id") for d in get_json(c.root + "/v1/models", c.key).get("data", [])]  # type: ignore[union-attr]
-    if c.model not in ids:
-        raise OSError(f"/v1/models lists {ids}, not {c.model}")
+    """What the client's constructor asks, once (facts "0.2.0 probe by client type")."""
+    steps = value("0.2.0 probe by client type")  # type: ignore[assignment]
+    for step in steps.get(c.type, ("GET /v1/models",)):  # type: ignore[union-attr]
+        method, path = step.split()
+        if method == "POST":  # vector size only: any answer passes, an unreachable server fails
+            http(method, c.root + path, c.key, json.dumps({"model": c.model, "input": "hello world"}).encode(),
+                 "application/json")  # fmt: skip
+            continue
+        found = get_json(c.root + path, c.key)
+        if path == "/info":
+            if not isinstance(found, dict) or found.get("model_id") != c.model:
+                shown = found.get("model_id") if isinstance(found, dict) else found
+                raise OSError(f"/info reports model_id {shown!r}, not {c.model}")
+            continue
+        ids = [d.get("id") for d in found.get("data", [])]  # type: ignore[union-attr]
+        if ids.count(c.model) != 1:  # exactly one entry with the client's model
+            raise OSError(f"/v1/models lists {ids}, not {c.model} once")
 
 
 def _store_check(store: dict) -> None:

@@ -86,6 +86,25 @@ FACTS: dict[str, Fact] = {
     "0.2.0 usage logged when": Fact(("postgres", "enabled"), _at("0.2.0", "app/utils/hooks_decorator.py:206")),
     "0.2.0 metrics served when": Fact(("prometheus", "enabled"), _at("0.2.0", "app/factory.py:143-145")),
     "0.2.0 metrics path": Fact("/metrics", _at("0.2.0", "app/factory.py:145 (Instrumentator().expose default)")),
+    # Each client is constructed, hence probed, once in the lifespan; any exception drops it for
+    # the process's lifetime, never retried; a model with no client left is skipped.
+    "0.2.0 models probed once at startup": Fact(
+        True, _at("0.2.0", "app/utils/lifespan.py:36-55 (try: ModelClient(...) except Exception: continue)")
+    ),
+    # What each client's constructor asks. GETs must answer 200 (and name the model); the POST only
+    # sets the vector size, so any HTTP answer passes and only an unreachable server fails.
+    "0.2.0 probe by client type": Fact(
+        {
+            "vllm": ("GET /v1/models",),
+            "openai": ("GET /v1/models", "POST /v1/embeddings"),
+            "tei": ("GET /info", "POST /v1/embeddings"),
+        },
+        _at(
+            "0.2.0",
+            "app/clients/model/_vllmmodelclient.py:39-48; app/clients/model/_openaimodelclient.py:39-64; "
+            "app/clients/model/_teimodelclient.py:42-65",
+        ),
+    ),
     "0.2.0 user": Fact(1100, _at("0.2.0", "app/Dockerfile:31, 44 (useradd --uid 1100 albert; USER albert)")),
     "0.2.0 workdir": Fact("/", _at("0.2.0", "app/Dockerfile:45")),
     "0.2.0 default config file": Fact(

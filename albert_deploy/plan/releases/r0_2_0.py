@@ -38,6 +38,8 @@ DATABASE_TYPES = ("qdrant", "elasticsearch", "redis", "sql")  # app/schemas/core
 MONITORING = ("postgres", "prometheus")
 # Read at every start (the default general.tokenizer, app/schemas/core/settings.py:269): see plan/assets.py.
 ASSETS = (TIKTOKEN_O200K,)
+# The image's CMD (app/Dockerfile:54): migrations, then gunicorn (scripts/startup_api.sh:24-35).
+IMAGE_COMMAND = ("/startup.sh",)
 
 
 def api_service(image: str, environment: dict[str, Any]) -> Service:
