@@ -95,10 +95,10 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         api_key_env="VLLM_API_KEY",
         # /health stays open when an API key is set.
         health=curl_get(HttpGet(8000, "/health"), start_period_s=900),
-        entrypoint=("vllm", "serve"),  # vllm-project/vllm@v0.11.0 docker/Dockerfile:556-558
+        entrypoint=("python3", "-m", "vllm.entrypoints.openai.api_server"),  # docker/Dockerfile:540-542
         needs_gpu=True,
-        # Root (no USER in docker/Dockerfile at v0.11.0) on root-owned volumes: no capability. RAM: the
-        # runtime (~4 GiB, estimate) + `--swap-space` (default 4 GiB per GPU, vLLM engine arguments).
+        # Root (no USER in docker/Dockerfile at v0.11.0; its entrypoint, unlike `vllm serve`, takes --model) on
+        # root-owned volumes: no capability. RAM: runtime (~4 GiB, estimate) + `--swap-space` (4 GiB per GPU).
         host_overhead_gib=8,
     ),
     "tei": Server(
@@ -110,9 +110,9 @@ SERVERS: dict[str, Server] = {  # keys: ServerName
         hub_cache="/data",  # the image sets HUGGINGFACE_HUB_CACHE=/data
         api_key_env="API_KEY",
         health=curl_get(HttpGet(80, "/health"), start_period_s=300),
-        entrypoint=("text-embeddings-router",),  # huggingface/text-embeddings-inference@v1.8.0 Dockerfile-cuda:141
+        entrypoint=("text-embeddings-router",),  # huggingface/text-embeddings-inference@v1.8.3 Dockerfile-cuda:141
         needs_gpu=False,
-        # Root (no USER, Dockerfile-cuda:116-142 at v1.8.0) on port 80 (`PORT=80`, :120): below 1024.
+        # Root (no USER, Dockerfile-cuda:116-142 at v1.8.3) on port 80 (`PORT=80`, :121): below 1024.
         cap_add=("NET_BIND_SERVICE",),
     ),
     "whisper": Server(

@@ -16,7 +16,7 @@ from albert_deploy import commands
 from albert_deploy.airgap import assets, offline, unbundle
 from albert_deploy.converge.apply import prepare
 from albert_deploy.converge.progress import Silent
-from albert_deploy.errors import BundleError, DockerError, OfflineError
+from albert_deploy.errors import BundleError, DockerError, OfflineError, RenderError
 from albert_deploy.plan.assets import O200K_URL, TIKTOKEN_O200K, URL_OVERRIDE_ENV
 from albert_deploy.plan.build import build_plan
 from albert_deploy.profile.load import validate_profile
@@ -55,11 +55,14 @@ def test_the_api_mounts_the_cache_and_offline_points_tiktoken_at_it() -> None:
     assert api.environment["TIKTOKEN_CACHE_DIR"] == mount
     compose = yaml.safe_load(render_plan(offline_plan).files["compose.yml"])["services"]["api"]
     assert compose["environment"]["TIKTOKEN_CACHE_DIR"] == mount
-    manifests = render_kubernetes(offline_plan).files["app/deployments.yaml"]
+    # Kubernetes: the API downloads it into its own volume; offline, nothing could carry it (test_kubernetes).
+    manifests = render_kubernetes(plan).files["app/deployments.yaml"]
     api_pod = next(d for d in yaml.safe_load_all(manifests) if d and d["metadata"]["name"] == "api")["spec"]["template"]
     (container,) = api_pod["spec"]["containers"]
-    assert {"name": "TIKTOKEN_CACHE_DIR", "value": mount} in container["env"]
+    assert "TIKTOKEN_CACHE_DIR" not in {e["name"] for e in container["env"]}
     assert {"name": "tiktoken-cache", "mountPath": mount} in container["volumeMounts"]
+    with pytest.raises(RenderError, match="a ConfigMap holds at most 1 MiB"):
+        render_kubernetes(offline_plan)
     legacy = yaml.safe_load((REPO / "profiles" / "api-0.0.3.yaml").read_text())
     assert build_plan(validate_profile(legacy, "p.yaml"), "p.yaml").assets == ()  # 0.0.3 uses no tokenizer
 

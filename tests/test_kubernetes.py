@@ -459,3 +459,21 @@ def test_the_api_is_replaced_not_rolled_so_one_pod_runs_the_migrations() -> None
     _, _, files = render()
     for name, deployment in objects(files, "Deployment").items():
         assert deployment["spec"]["strategy"] == {"type": "Recreate"}, name
+
+
+def test_an_offline_020_stack_is_refused_on_kubernetes_with_what_to_do(tmp_path: Path) -> None:
+    """0.2.0 reads tiktoken's o200k_base file (about 3.6 MB) at start; a ConfigMap holds 1 MiB at most."""
+    data = yaml.safe_load((REPO / "profiles" / "default.yaml").read_text())
+    with pytest.raises(RenderError, match=r"offline: release 0.2.0 reads the tiktoken o200k_base encoding"):
+        render({**data, "offline": True})
+    profile = tmp_path / "offline.yaml"
+    profile.write_text(yaml.safe_dump({**data, "offline": True}))
+    result = CliRunner().invoke(cli, ["render", str(profile), "--target", "kubernetes", "-o", str(tmp_path / "k8s")])
+    assert result.exit_code == 1, result.output
+    assert "(about 3.6 MB)" in result.stderr and "a ConfigMap holds at most 1 MiB" in result.stderr
+    assert "render with --target compose" in result.stderr and "or set offline: false" in result.stderr
+    assert not (tmp_path / "k8s").exists()  # nothing written
+    # The same profile renders for compose, and online for Kubernetes; 0.0.3 reads no such file.
+    assert CliRunner().invoke(cli, ["render", str(profile), "-o", str(tmp_path / "compose")]).exit_code == 0
+    render(data)
+    render({**yaml.safe_load((REPO / "profiles" / "api-0.0.3.yaml").read_text()), "offline": True})

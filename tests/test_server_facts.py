@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import json
 import re
+import subprocess
 import sys
 import threading
 import urllib.error
@@ -45,7 +46,14 @@ QDRANT = databases.qdrant("qdrant-image")
 
 
 # ---------------------------------------------------------------- the facts themselves
-SOURCE = re.compile(r"^[\w.-]+/[\w.-]+@[\w.-]+ [\w/.-]+(:\d+(-\d+)?| \(line not recorded\))")
+# repo@tag, then the file and its line (:LINE or :A-B): every fact says where it was read.
+SOURCE = re.compile(r"^[\w.-]+/[\w.-]+@[\w.-]+ [\w/.-]+:\d+(-\d+)?(?![\w-])")
+
+
+def test_a_source_without_its_line_is_refused() -> None:
+    for source in ("a/b@v1 src/x.rs", "a/b@v1 src/x.rs (line not recorded)", "a/b@v1 src/x.rs:", "a/b@v1 x.rs:1-"):
+        assert not SOURCE.match(source), source
+    assert SOURCE.match("a/b@v1.8.3 router/src/main.rs:14-188 (Args)") and SOURCE.match("a/b@v1 Dockerfile:5")
 
 
 @pytest.mark.parametrize("name", sorted(facts.SERVER_FACTS))
@@ -81,6 +89,7 @@ def _flags(service: Service) -> set[str]:
 
 CATALOG: dict[str, Callable[[], object]] = {
     "vllm port": lambda: SERVERS["vllm"].port,
+    "vllm entrypoint": lambda: SERVERS["vllm"].entrypoint,
     "vllm api key env": lambda: SERVERS["vllm"].api_key_env,
     "vllm open health": lambda: SERVERS["vllm"].health.http.path,  # type: ignore[union-attr]
     "vllm user": lambda: SERVERS["vllm"].user,
@@ -158,8 +167,7 @@ def test_rendered_vllm_commands_name_the_model_and_the_id_clients_use() -> None:
 def test_the_facts_were_read_at_the_images_the_catalog_pins() -> None:
     assert SERVERS["vllm"].image.endswith(":" + facts.VLLM.split("@")[1])
     assert SERVERS["whisper"].image.endswith(":" + facts.WHISPER.split("@")[1])
-    tei_minor = ".".join(catalog.TEI_VERSION.split(".")[:2])
-    assert facts.TEI.split("@v")[1].startswith(tei_minor + ".")
+    assert facts.TEI.split("@v")[1] == catalog.TEI_VERSION
 
 
 # ---------------------------------------------------------------- the stand-in images against the facts
@@ -183,6 +191,7 @@ def _passwd(spec: dict) -> str:
 # (fact, image, what in the image must show it)
 IMAGE: list[tuple[str, str, Callable[[dict, object], bool]]] = [
     ("vllm port", "vllm", lambda s, v: f"EXPOSE {v}\n" in s["tail"]),
+    ("vllm entrypoint", "vllm", lambda s, v: f"ENTRYPOINT {json.dumps(list(v))}\n" in s["tail"]),
     ("vllm user", "vllm", lambda s, v: v is None and "USER" not in s["tail"]),
     ("vllm cache path", "vllm", lambda s, v: v in _paths(s)),
     ("tei port", "tei", lambda s, v: f"PORT={v}" in s["tail"] and f"EXPOSE {v}\n" in s["tail"]),
@@ -300,3 +309,12 @@ def test_the_qdrant_stand_in_snapshots_and_recovers_on_the_routes_of_the_facts(t
         assert _call(url + f"/collections/docs/snapshots/{name}", "DELETE")[0] == 200
         assert not (snapshots / "docs" / name).exists()
         assert _call(url + "/collections/docs/snapshots/upload", "POST", {})[0] == 501
+
+
+def test_the_vllm_stand_in_cli_refuses_model_with_serve_as_0_11_does(tmp_path: Path) -> None:
+    """The image's entrypoint takes --model; `vllm serve` does not (fact "vllm serve refuses --model")."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(STANDINS), "STANDIN_FAIL": "exit"}
+    run = subprocess.run([sys.executable, str(STANDINS / "shims" / "vllm"), "serve", "--model", "m"], env=env,
+                         capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert F("vllm serve refuses --model") is True
+    assert run.returncode == 1 and "instead of via the `--model` option" in run.stderr, run.stderr

@@ -30,6 +30,7 @@ class ReleaseAsset:
     mount: str  # where the API mounts the volume
     env: str  # the variable that points the API at ``mount``: set only with ``offline: true`` (see build.py)
     user: str  # uid the API runs as: it owns the volume
+    size: str  # roughly, for messages: too big for a Kubernetes ConfigMap (1 MiB)
 
     @property
     def path(self) -> str:
@@ -48,4 +49,5 @@ TIKTOKEN_O200K = ReleaseAsset(
     mount="/tmp/data-gym-cache",
     env="TIKTOKEN_CACHE_DIR",
     user="1100",  # the image's albert user (etalab-ia/albert-api@0.2.0:app/Dockerfile:30-31,44)
+    size="about 3.6 MB",
 )

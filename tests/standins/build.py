@@ -339,7 +339,8 @@ def _specs() -> dict[str, dict]:
                 ("dir", "/root/.cache/huggingface", None, 0o755),
                 ("dir", "/vllm-workspace", None, 0o755),
             ],
-            "tail": 'WORKDIR /vllm-workspace\nEXPOSE 8000\nENTRYPOINT ["vllm", "serve"]\n',
+            # facts: "vllm entrypoint"
+            "tail": 'WORKDIR /vllm-workspace\nEXPOSE 8000\nENTRYPOINT ["python3", "-m", "vllm.entrypoints.openai.api_server"]\n',
         },
         "tei": {
             "files": [

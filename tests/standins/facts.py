@@ -119,13 +119,12 @@ def value(name: str) -> object:
 
 # ---------------------------------------------------------------- model servers and qdrant
 # What model_server.py and qdrant_server.py apply, read from each upstream repository at the tag
-# its image is built from. "(line not recorded)" marks a fact whose file is known but whose line
-# was not noted when it was read (to be filled in from the tag; the source test accepts the marker).
+# its image is built from; every source names its file and line. vLLM was read in the PyPI sdist of
+# 0.11.0 (built from the tag; the git snapshot is over the fetch limit), the others in git at the tag.
 VLLM = "vllm-project/vllm@v0.11.0"
-TEI = "huggingface/text-embeddings-inference@v1.8.0"
+TEI = "huggingface/text-embeddings-inference@v1.8.3"
 WHISPER = "etalab-ia/whisper-openai-api@a7d1e0bef8cc5a1746b6b95d74ebe9050f5efe38"
 QDRANT = "qdrant/qdrant@v1.11.5"
-NOT_RECORDED = "(line not recorded)"
 TEI_1_8_VALUE_FLAGS = (
     "--model-id", "--revision", "--tokenization-workers", "--dtype", "--pooling", "--max-concurrent-requests",
     "--max-batch-tokens", "--max-batch-requests", "--max-client-batch-size", "--default-prompt-name",
@@ -133,12 +132,16 @@ TEI_1_8_VALUE_FLAGS = (
     "--uds-path", "--huggingface-hub-cache", "--payload-limit", "--api-key", "--otlp-endpoint",
     "--otlp-service-name", "--prometheus-port", "--cors-allow-origin",
 )  # fmt: skip
+# argparse's default (allow_abbrev=True): an unambiguous prefix of a long flag is that flag.
+ARGPARSE_ABBREVIATES = "allow_abbrev not passed: argparse's default True"
 
 SERVER_FACTS: dict[str, Fact] = {
     # ------------------------------------------------------------ vLLM
-    "vllm port": Fact(8000, f"{VLLM} vllm/entrypoints/openai/cli_args.py {NOT_RECORDED} (port default 8000)"),
+    "vllm port": Fact(8000, f"{VLLM} vllm/entrypoints/openai/cli_args.py:75 (FrontendArgs.port: int = 8000)"),
     "vllm api key env": Fact(
-        "VLLM_API_KEY", f"{VLLM} vllm/entrypoints/openai/api_server.py {NOT_RECORDED} (envs.VLLM_API_KEY or --api-key)"
+        "VLLM_API_KEY",
+        f"{VLLM} vllm/entrypoints/openai/api_server.py:1557-1558 (args.api_key or [envs.VLLM_API_KEY]; "
+        "vllm/envs.py:531-532)",
     ),
     "vllm guarded prefix": Fact(
         "/v1", f"{VLLM} vllm/entrypoints/openai/api_server.py:1300 (url_path.startswith('/v1') and not verify_token)"
@@ -146,38 +149,68 @@ SERVER_FACTS: dict[str, Fact] = {
     "vllm open health": Fact(
         "/health", f"{VLLM} vllm/entrypoints/openai/api_server.py:345-352 (@router.get('/health'))"
     ),
+    # /v1/models lists args.served_model_name, else [args.model].
     "vllm reported id flags": Fact(
-        ("--served-model-name", "--model"), f"{VLLM} vllm/config {NOT_RECORDED} (served_model_name defaults to model)"
+        ("--served-model-name", "--model"),
+        f"{VLLM} vllm/entrypoints/openai/api_server.py:1612-1615 (served_model_names = args.served_model_name "
+        "or [args.model]; vllm/config/model.py:1514-1527)",
     ),
     # Load, then listen: connections are refused until every allocation of start-up is done, so a
     # stand-in's load window is from its start to the moment it binds (see docs/memory-model.md).
     "vllm listens once loaded": Fact(
         True,
-        f"{VLLM} vllm/entrypoints/openai/api_server.py:1905-1918 (serve_http after the engine client: "
+        f"{VLLM} vllm/entrypoints/openai/api_server.py:1902-1918 (serve_http after the engine client: "
         "weights, profile run, KV cache, CUDA graphs)",
     ),
-    "vllm default model": Fact("Qwen/Qwen3-0.6B", f"{VLLM} vllm/engine/arg_utils.py {NOT_RECORDED} (model default)"),
-    "vllm user": Fact(None, f"{VLLM} docker/Dockerfile:556-558 (no USER line: root)"),
+    "vllm default model": Fact(
+        "Qwen/Qwen3-0.6B",
+        f"{VLLM} vllm/engine/arg_utils.py:287 (model: str = ModelConfig.model; vllm/config/model.py:92)",
+    ),
+    # The image's entrypoint takes `--model`; `vllm serve` refuses it (the model is its positional).
+    "vllm entrypoint": Fact(
+        ("python3", "-m", "vllm.entrypoints.openai.api_server"),
+        f"{VLLM} docker/Dockerfile:540-542 (final stage vllm-openai: ENTRYPOINT)",
+    ),
+    "vllm serve refuses --model": Fact(
+        True, f"{VLLM} vllm/utils/__init__.py:1856-1864 (args[0] == 'serve' and '--model' in args: ValueError)"
+    ),
+    "vllm abbreviations": Fact(
+        True,
+        f"{VLLM} vllm/entrypoints/openai/api_server.py:1947-1950 (FlexibleArgumentParser(description=...); "
+        f"vllm/utils/__init__.py:1727-1733 passes kwargs to ArgumentParser: {ARGPARSE_ABBREVIATES})",
+    ),
+    "vllm user": Fact(None, f"{VLLM} docker/Dockerfile:540-542 (final stage; no USER line in the file: root)"),
     "vllm cache path": Fact(
         "/root/.cache/huggingface",
-        f"{VLLM} docker/Dockerfile:556-558 (root, no HF_HOME: the hub's ~/.cache/huggingface)",
+        f"{VLLM} docker/Dockerfile:540-542 (root, no HF_HOME in the file: the hub's ~/.cache/huggingface)",
     ),
     # ------------------------------------------------------------ TEI 1.8
-    "tei port": Fact(80, f"{TEI} Dockerfile-cuda:120 (ENV PORT=80)"),
-    "tei router default port": Fact(3000, f"{TEI} router/src/main.rs {NOT_RECORDED} (port default 3000)"),
-    "tei api key env": Fact("API_KEY", f"{TEI} router/src/main.rs {NOT_RECORDED} (api_key: #[clap(long, env)])"),
+    "tei port": Fact(80, f"{TEI} Dockerfile-cuda:120-121 (ENV ... PORT=80)"),
+    "tei router default port": Fact(3000, f'{TEI} router/src/main.rs:137-139 (default_value = "3000", long, short)'),
+    "tei api key env": Fact("API_KEY", f"{TEI} router/src/main.rs:157-161 (api_key: #[clap(long, env)])"),
     "tei open paths": Fact(
         ("/health", "/", "/ping", "/metrics"), f"{TEI} router/src/http/server.rs:1751-1759 (public routes)"
     ),
-    "tei reported id flag": Fact("--model-id", f"{TEI} router/src/http/server.rs {NOT_RECORDED} (/info model_id)"),
-    "tei value flags": Fact(TEI_1_8_VALUE_FLAGS, f"{TEI} router/src/main.rs {NOT_RECORDED} (clap Args, 1.8.3)"),
-    "tei bool flags": Fact(
-        ("--auto-truncate", "--json-output", "--disable-spans"), f"{TEI} router/src/main.rs {NOT_RECORDED} (clap Args)"
+    "tei reported id flag": Fact(
+        "--model-id",
+        f"{TEI} router/src/http/server.rs:46-56 (/info answers Info; router/src/lib.rs:308-309 "
+        "model_id, main.rs:20-22 --model-id)",
     ),
-    "tei refused flags": Fact(("--served-model-name",), f"{TEI} router/src/main.rs {NOT_RECORDED} (absent in 1.8)"),
+    "tei value flags": Fact(TEI_1_8_VALUE_FLAGS, f"{TEI} router/src/main.rs:14-188 (clap Args)"),
+    "tei bool flags": Fact(
+        ("--auto-truncate", "--json-output", "--disable-spans"), f"{TEI} router/src/main.rs:79-80, 164-169 (bool)"
+    ),
+    "tei refused flags": Fact(("--served-model-name",), f"{TEI} router/src/main.rs:14-188 (absent from Args in 1.8)"),
+    # `-p` is --port's short form; --hf-api-token the deprecated --hf-token (token = hf_token or it).
+    "tei port short flag": Fact("-p", f"{TEI} router/src/main.rs:138 (#[clap(..., long, short, env)] port)"),
+    "tei token alias": Fact(
+        "--hf-api-token", f"{TEI} router/src/main.rs:123-126, 219-224 (deprecated; args.hf_token.or(hf_api_token))"
+    ),
+    # clap matches long flags whole unless the command sets infer_long_args, which TEI's does not.
+    "tei abbreviations": Fact(False, f"{TEI} router/src/main.rs:12-13 (#[derive(Parser)] #[clap(author, ...)])"),
     "tei listens once loaded": Fact(
         True,
-        f"{TEI} router/src/http/server.rs:1848-1853 (TcpListener::bind, 'Ready', after lib.rs:239-261 load and warm-up)",
+        f"{TEI} router/src/http/server.rs:1848-1853 (TcpListener::bind, 'Ready', after lib.rs:263-286 load and warm-up)",
     ),
     "tei user": Fact(None, f"{TEI} Dockerfile-cuda:116-142 (no USER line: root)"),
     "tei cache path": Fact("/data", f"{TEI} Dockerfile-cuda:120 (ENV HUGGINGFACE_HUB_CACHE=/data)"),
@@ -193,6 +226,9 @@ SERVER_FACTS: dict[str, Fact] = {
         ("--model", "--port", "--reload", "--root-path", "--hf-token", "--force-download", "--debug"),
         f"{WHISPER} app/utils/args.py:5-11 (argparse)",
     ),
+    "whisper abbreviations": Fact(
+        True, f"{WHISPER} app/utils/args.py:4 (argparse.ArgumentParser(): {ARGPARSE_ABBREVIATES})"
+    ),
     "whisper bind host": Fact("0.0.0.0", f"{WHISPER} app/main.py:27-34 (uvicorn.run host='0.0.0.0')"),
     "whisper listens once loaded": Fact(
         True, f"{WHISPER} app/main.py:27-34 (uvicorn runs the lifespan, app/utils/lifespan.py:18-37, before it binds)"
@@ -201,17 +237,25 @@ SERVER_FACTS: dict[str, Fact] = {
     "whisper cache path": Fact("/home/whisper/.cache/huggingface", f"{WHISPER} compose.yml:9 (cache volume)"),
     # ------------------------------------------------------------ qdrant (-unprivileged)
     "qdrant version": Fact("1.11.5", _at("0.2.0", "compose.yml:68-82 (qdrant/qdrant:v1.11.5-unprivileged)")),
-    "qdrant port": Fact(6333, f"{QDRANT} config/config.yaml {NOT_RECORDED} (service.http_port: 6333)"),
+    "qdrant port": Fact(6333, f"{QDRANT} config/config.yaml:221 (service.http_port: 6333)"),
+    # "/" exactly, "/healthz" exactly, "/readyz" and "/livez" as prefixes (and the web UI's
+    # /dashboard when its files are present: not served by the stand-in).
     "qdrant open paths": Fact(
-        ("/healthz", "/livez", "/readyz"), f"{QDRANT} src/actix/auth.rs {NOT_RECORDED} (paths skipped by the key check)"
+        ("/", "/healthz", "/livez", "/readyz"), f"{QDRANT} src/actix/mod.rs:85-93 (api_key_whitelist)"
     ),
     "qdrant api key env": Fact(
         "QDRANT__SERVICE__API_KEY", _at("0.2.0", "compose.yml:68-82 (QDRANT__SERVICE__API_KEY=changeme)")
     ),
-    "qdrant api key header": Fact("api-key", f"{QDRANT} src/actix/auth.rs {NOT_RECORDED} (api-key header or Bearer)"),
+    "qdrant api key header": Fact(
+        "api-key", f"{QDRANT} src/common/auth/mod.rs:18, 78-79 (HTTP_HEADER_API_KEY, else Authorization: Bearer)"
+    ),
     "qdrant storage path": Fact("/qdrant/storage", _at("0.2.0", "compose.yml:74 (qdrant:/qdrant/storage)")),
-    "qdrant user": Fact("1000", f"{QDRANT} Dockerfile {NOT_RECORDED} (-unprivileged build: uid 1000)"),
-    # Snapshots, for `albert-deploy backup` and `restore` (read at the tag, lines recorded).
+    "qdrant user": Fact(
+        "1000",
+        f"{QDRANT} Dockerfile:151-160 (USER $USER_ID; .github/workflows/docker-image.yml:51 builds the "
+        "-unprivileged tags with USER_ID=1000)",
+    ),
+    # Snapshots, for `albert-deploy backup` and `restore`.
     "qdrant snapshots path": Fact(
         "/qdrant/snapshots", f"{QDRANT} config/config.yaml:17 (snapshots_path: ./snapshots; WORKDIR /qdrant)"
     ),

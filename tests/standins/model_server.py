@@ -75,8 +75,22 @@ class Server:
 
 
 # ---------------------------------------------------------------- flags, as each real server reads them
+# The vLLM flags the stand-in reads (it accepts the others, unread, like the real one).
+VLLM_READ = ("--model", "--served-model-name", "--host", "--port", "--api-key", "--max-model-len")
+
+
+def expand(name: str, known: tuple[str, ...] | set[str], abbreviates: bool) -> str:
+    """The flag ``name`` stands for: itself, or where the parser abbreviates (facts: "<kind> abbreviations"),
+    the one known flag it is a prefix of. The stand-in knows only the flags it reads, so a prefix that the
+    real parser finds ambiguous among flags the stand-in does not read is not modelled."""
+    if name in known or not abbreviates or name in ("-", "--"):
+        return name
+    matches = [flag for flag in known if flag.startswith(name)]
+    return matches[0] if len(matches) == 1 else name
+
+
 def parse_vllm(argv: list[str]) -> Server:
-    """vLLM takes hundreds of flags: read the ones that matter, accept the rest like `vllm serve` would."""
+    """vLLM takes hundreds of flags: read the ones that matter, accept the rest like its parser would."""
     opts: dict[str, list[str]] = {}
     positional: list[str] = []
     i = 0
@@ -87,6 +101,7 @@ def parse_vllm(argv: list[str]) -> Server:
             i += 1
             continue
         name, eq, inline = arg.partition("=")
+        name = expand(name.replace("_", "-"), VLLM_READ, bool(F("vllm abbreviations")))  # FlexibleArgumentParser
         values = [inline] if eq else []
         i += 1
         while not eq and i < len(argv) and not argv[i].startswith("--"):
@@ -114,9 +129,14 @@ def parse_tei(argv: list[str]) -> Server:
     values: dict[str, str] = {}
     version = os.environ.get("STANDIN_TEI_VERSION", "1.8")
     value_flags = TEI_VALUE_FLAGS | (TEI_REFUSED_FLAGS if version != "1.8" else set())
+    known = TEI_BOOL_FLAGS | value_flags
     i = 0
     while i < len(argv):
         name, eq, inline = argv[i].partition("=")
+        name = expand(name, known, bool(F("tei abbreviations")))  # clap: whole flags only
+        short = str(F("tei port short flag"))
+        if not eq and name.startswith(short) and name != short and name[1] != "-":
+            name, eq, inline = short, "=", name[len(short) :]  # clap's `-p9000`
         if name in TEI_BOOL_FLAGS:
             values[name] = "true"
         elif name in value_flags and (eq or i + 1 < len(argv)):
@@ -157,7 +177,7 @@ def parse_tei(argv: list[str]) -> Server:
 
 def parse_whisper(argv: list[str]) -> Server:
     """app/utils/args.py of whisper-openai-api: argparse, so unknown flags are an error (status 2)."""
-    parser = argparse.ArgumentParser(prog="app/main.py")
+    parser = argparse.ArgumentParser(prog="app/main.py", allow_abbrev=bool(F("whisper abbreviations")))
     defaults = {
         "--model": F("whisper default model"),
         "--port": F("whisper port"),

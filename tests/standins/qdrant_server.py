@@ -37,10 +37,14 @@ class QdrantHandler(common.Handler):
         state = self.server.state
         if path == "/readyz" and state["fail"] == "never-healthy":
             return self.send_text(503, "some shards are not ready")
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS and path != "/":  # "/" is open too, and answers the version below
             return self.send_text(200, "all shards are ready" if path == "/readyz" else "healthz check passed")
         key = state["api_key"]
-        if key and key not in (self.headers.get(str(F("qdrant api key header"))), self.bearer()):
+        if (
+            key
+            and path not in OPEN_PATHS
+            and key not in (self.headers.get(str(F("qdrant api key header"))), self.bearer())
+        ):
             return self.send_text(401, "Must provide an API key or an Authorization bearer token")
         collections = os.path.join(state["storage"], "collections")
         parts = [p for p in path.split("/") if p]

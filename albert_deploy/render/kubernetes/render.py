@@ -89,6 +89,14 @@ def _render(plan: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
             "balancer and one-at-a-time replacement are Compose-only). Remove `replicas` for this target, "
             "or scale its Deployment behind its Service yourself"
         )
+    if plan.offline and plan.assets:
+        asset = plan.assets[0]
+        raise RenderError(
+            f"{plan.source}: offline: release {plan.release.version} reads the {asset.name} ({asset.size}) at start, "
+            "and the Kubernetes target has no way to carry it to an offline cluster (a ConfigMap holds at most "
+            "1 MiB); render with --target compose, whose pull, bundle and load carry it, or set offline: false "
+            "(the API then downloads it at start; without internet, mount a volume holding it: docs/kubernetes.md)"
+        )
     manifests = layout(plan)
     secrets = secret_values(plan, previous)
     env = _environment()

@@ -1,4 +1,5 @@
-"""`python3 -m vllm.entrypoints.openai.api_server` in the vLLM stand-in image: the older entrypoint."""
+"""`python3 -m vllm.entrypoints.openai.api_server` in the vLLM stand-in image: the real image's
+ENTRYPOINT (facts: "vllm entrypoint"); it takes `--model`."""
 
 import sys
 
