@@ -109,4 +109,3 @@ def check_config(data: dict[str, Any]) -> list[str]:
     elif not str((sql[0].get("args") or {}).get("url", "")).startswith(("postgresql", "sqlite")):
         problems.append("the playground's sql database needs a postgresql URL")
     return problems
-
