@@ -299,4 +299,4 @@ def test_the_playground_plan_agrees_with_the_facts_the_standin_applies() -> None
     assert facts.value("ui 0.2.0 extra args env") == "STREAMLIT_CMD_ARGS"
     health = facts.UI_FACTS["streamlit health path"]
     assert ui.healthcheck.http.path == "/playground" + health.value
-    assert re.match(r"^[\w-]+/[\w-]+@[\d.]+ [\w/.-]+\.py ", health.source)
+    assert re.match(r"^[\w-]+/[\w-]+@[\d.]+ [\w/.-]+\.py:\d+(-\d+)?\b", health.source)

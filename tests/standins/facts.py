@@ -140,8 +140,8 @@ FACTS: dict[str, Fact] = {
 UI_FACTS: dict[str, Fact] = {
     "streamlit health path": Fact(
         "/_stcore/health",
-        "streamlit/streamlit@1.45.1 lib/streamlit/web/server/server.py (line not recorded; NEW_HEALTH_ENDPOINT "
-        "'_stcore/health', routed under server.baseUrlPath by make_url_path_regex; read on main)",
+        "streamlit/streamlit@1.45.1 lib/streamlit/web/server/server.py:103-104, 322-326 (NEW_HEALTH_ENDPOINT "
+        "'_stcore/health', routed under server.baseUrlPath by make_url_path_regex; read in the 1.45.1 wheel)",
     ),
 }
 
@@ -219,8 +219,8 @@ SERVER_FACTS: dict[str, Fact] = {
     ),
     "vllm stream format": Fact(
         ("text/event-stream", "chat.completion.chunk", "data: [DONE]\n\n"),
-        f"{VLLM} vllm/entrypoints/openai/api_server.py {NOT_RECORDED} (StreamingResponse media_type "
-        f"text/event-stream); vllm/entrypoints/openai/serving_chat.py {NOT_RECORDED} (one `data: <json>` event per "
+        f"{VLLM} vllm/entrypoints/openai/api_server.py:621 (StreamingResponse media_type text/event-stream); "
+        "vllm/entrypoints/openai/serving_chat.py:490, 585-620, 1148-1149 (one `data: <json>` event per "
         "ChatCompletionStreamResponse, object chat.completion.chunk, first delta the role, then `data: [DONE]`)",
     ),
     # ------------------------------------------------------------ TEI 1.8
