@@ -14,6 +14,7 @@ from albert_deploy.placement.place import Placement, place
 from albert_deploy.plan import databases, order, replicas, servers, startup
 from albert_deploy.plan.access import ApiAccess, api_access
 from albert_deploy.plan.assets import ReleaseAsset
+from albert_deploy.plan.monitoring import MonitoringPlan, plan_monitoring
 from albert_deploy.plan.releases import MODULES, Release
 from albert_deploy.plan.spec import Endpoint, GpuStartOrder, Joined, ModelCache, Ref, Service, server_url
 from albert_deploy.profile.kubernetes import Kubernetes
@@ -52,6 +53,7 @@ class Plan:
     kubernetes: Kubernetes = field(default_factory=Kubernetes, compare=False)  # type: ignore[arg-type]
     # Lock file: pinned ``repository@sha256:…`` -> its image id, for hosts where only the id resolves.
     locked_ids: dict[str, str] = field(default_factory=dict, compare=False)
+    monitoring: MonitoringPlan | None = None  # Prometheus, Grafana, dcgm-exporter: what they scrape and show
 
     @property
     def volumes(self) -> list[str]:
@@ -100,6 +102,11 @@ def build_plan(
         api = replace(api, environment={k: v for k, v in api.environment.items() if k not in unset})
     services = tuple(_with_interval(s, profile.health_interval) for s in (*dbs, *model_servers, *fronts, api))
     services = _ordered_at_boot(services, start_order, endpoints, getattr(release_module, "IMAGE_COMMAND", ()))
+    monitoring = None
+    if profile.monitoring and profile.monitoring.enabled:  # its services come last, after the API
+        key = getattr(release_module, "MASTER_KEY", None)
+        monitoring, watchers = plan_monitoring(profile.monitoring, services, placement, key, source)
+        services = (*services, *(_with_interval(s, profile.health_interval) for s in watchers))
     if pins:
         services = tuple(replace(s, image=pins.get(s.image, s.image)) for s in services)
     all_refs = {r for s in services for r in _refs(s.environment)} | set(_refs(config))
@@ -127,6 +134,7 @@ def build_plan(
         balancers=tuple(b for _, b in balancers),
         kubernetes=profile.kubernetes,
         locked_ids=dict(locked_ids or {}),
+        monitoring=monitoring,
     )
 
 

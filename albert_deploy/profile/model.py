@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from albert_deploy import catalog
 from albert_deploy.catalog import RELEASES
@@ -19,6 +19,8 @@ from albert_deploy.profile.bounds import ImageReference, Port, optional_int
 from albert_deploy.profile.gpus import GpuInventory, declared_memory
 from albert_deploy.profile.kubernetes import Kubernetes
 from albert_deploy.profile.managed import check_key_variables, check_managed
+from albert_deploy.profile.monitoring import Monitoring, from_yaml
+from albert_deploy.profile.monitoring import check as check_monitoring
 from albert_deploy.profile.strict import Strict, _at, _key
 from albert_deploy.sizes import Size
 
@@ -216,6 +218,9 @@ class Profile(Strict):
         default_factory=Kubernetes,  # type: ignore[arg-type]
         description="Namespace, storage, node selectors and tolerations for `render --target kubernetes`.",
     )
+    monitoring: Annotated[Monitoring | None, BeforeValidator(from_yaml)] = Field(
+        None, description="Prometheus and Grafana for the stack (off unless present): see the README's Monitoring."
+    )
     models: list[ModelEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -254,7 +259,7 @@ class Profile(Strict):
                 f"release {self.api.release} needs a text-generation model: add one "
                 "(e.g. `- model: AgentPublic/guillaumetell-7b`) or an external endpoint"
             )
-        self._check_ports()
+        check_monitoring(self.monitoring, names, self._check_ports())
         self._check_pins()
         self._check_hosted()
         return self
@@ -266,7 +271,7 @@ class Profile(Strict):
         check_key_variables([(i, m.name or "") for i, m in hosted])
         bounds.check_keep_free(self.gpu_keep_free, declared_memory(self.gpus))
 
-    def _check_ports(self) -> None:
+    def _check_ports(self) -> dict[int, str]:
         taken = {self.api.port: "api.port"}
         for i, entry in enumerate(self.models):
             port = getattr(entry, "port", None)
@@ -275,6 +280,7 @@ class Profile(Strict):
             if port in taken:
                 raise _at(i, "port", f"host port {port} is already used by {taken[port]}: choose another")
             taken[port] = f"models.{i}.port"
+        return taken
 
     def _check_pins(self) -> None:
         # Pins shared between models are checked once, by the placement (which knows index from UUID).

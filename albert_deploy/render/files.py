@@ -15,13 +15,14 @@ from albert_deploy.plan.build import Plan
 from albert_deploy.plan.releases import MODULES
 from albert_deploy.plan.spec import Joined, Ref, Service
 from albert_deploy.render import envfile, output, runbook
+from albert_deploy.render.monitoring import monitoring_files
 from albert_deploy.resources import template_text
 
 COMPOSE_FILE = "compose.yml"
 CONFIG_FILE = "config.yml"
 ENV_FILE = ".env"
 RUNBOOK_FILE = "RUNBOOK.md"
-GENERATED = (COMPOSE_FILE, CONFIG_FILE, ENV_FILE, RUNBOOK_FILE)
+GENERATED = (COMPOSE_FILE, CONFIG_FILE, ENV_FILE, RUNBOOK_FILE, "monitoring")
 
 # Characters YAML treats as line breaks or refuses outright, beyond what JSON escapes.
 _YAML_UNSAFE = {"\u0085", "\u2028", "\u2029", "\ufeff"}
@@ -121,6 +122,7 @@ def render_plan(plan: Plan, existing_env: str | None = None) -> Rendered:
     _verify_compose(compose_text, plan)
     _verify_config(config_text, plan)
     files = {COMPOSE_FILE: compose_text, CONFIG_FILE: config_text, ENV_FILE: env_text, RUNBOOK_FILE: runbook_text}
+    files.update(monitoring_files(plan))  # monitoring/: Prometheus and Grafana files, when monitoring is on
     return Rendered(files, (ENV_FILE,))
 
 

@@ -89,6 +89,12 @@ def _render(plan: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
             "balancer and one-at-a-time replacement are Compose-only). Remove `replicas` for this target, "
             "or scale its Deployment behind its Service yourself"
         )
+    if plan.monitoring is not None:
+        raise RenderError(
+            f"{plan.source}: `monitoring` is Compose-only: the Kubernetes target does not render Prometheus, Grafana "
+            "or dcgm-exporter. Remove `monitoring` for this target and use the kube-prometheus stack (Prometheus "
+            "Operator, with NVIDIA's dcgm-exporter Helm chart on GPU nodes) to scrape the servers' /metrics"
+        )
     manifests = layout(plan)
     secrets = secret_values(plan, previous)
     env = _environment()
