@@ -136,9 +136,7 @@ def _summary_row(service: Service, applied: Applied, state: dict[str, Any], no_g
 
 
 def api_url(plan: Plan) -> str:
-    api = next(s for s in plan.services if s.role == "api")
-    host, port, _ = api.ports[0]
-    return f"http://{reachable_host(host)}:{port}"
+    return plan.api_url
 
 
 def service_url(service: Service, plan: Plan) -> str:

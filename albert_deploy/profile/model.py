@@ -16,20 +16,21 @@ from albert_deploy.catalog import RELEASES
 from albert_deploy.profile import bounds
 from albert_deploy.profile.api import Api
 from albert_deploy.profile.bounds import ImageReference, Port, optional_int
+from albert_deploy.profile.front import PLAYGROUND_PORT
 from albert_deploy.profile.gpus import GpuInventory, declared_memory
 from albert_deploy.profile.kubernetes import Kubernetes
 from albert_deploy.profile.managed import check_key_variables, check_managed
-from albert_deploy.profile.monitoring import Monitoring, from_yaml
-from albert_deploy.profile.monitoring import check as check_monitoring
+from albert_deploy.profile.monitoring import Monitoring, check_monitoring, from_yaml
 from albert_deploy.profile.strict import Strict, _at, _key
 from albert_deploy.sizes import Size
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 STACK_SERVICES = ("api", "redis", "postgres", "qdrant", "elasticsearch")
-RESERVED_SERVICES = STACK_SERVICES
+FRONT_SERVICES = ("front", "playground")  # api.public's proxy, the playground UI
+RESERVED_SERVICES = (*STACK_SERVICES, *FRONT_SERVICES)
 # `images:` also names the image `pull` downloads models with, and the replicas' balancer's.
-IMAGE_KEYS = (*STACK_SERVICES, "downloader", "balancer")
+IMAGE_KEYS = (*STACK_SERVICES, "downloader", "balancer", *FRONT_SERVICES)
 
 
 # --- Models -----------------------------------------------------------------------------------
@@ -206,7 +207,7 @@ class Profile(Strict):
         default_factory=dict,
         description="Override the image of the API or a database, e.g. for a registry mirror; `downloader`: the "
         "image `albert-deploy pull` runs the Hugging Face download in (needs python3 and huggingface_hub); "
-        "`balancer`: the nginx image in front of a model's replicas.",
+        "`balancer`: the nginx image in front of a model's replicas; `front`: api.public's Caddy; `playground`: the UI.",
     )
     offline: bool = Field(
         False, description="Air-gapped host: model servers never reach the Hugging Face Hub (HF_HUB_OFFLINE=1)."
@@ -220,6 +221,11 @@ class Profile(Strict):
     )
     monitoring: Annotated[Monitoring | None, BeforeValidator(from_yaml)] = Field(
         None, description="Prometheus and Grafana for the stack (off unless present): see the README's Monitoring."
+    )
+    playground: bool = Field(
+        False,
+        description="Run the release's playground UI (Streamlit): behind api.public at /playground, else on "
+        f"{{api.bind}}:{PLAYGROUND_PORT}.",
     )
     models: list[ModelEntry] = Field(min_length=1)
 
@@ -272,7 +278,7 @@ class Profile(Strict):
         bounds.check_keep_free(self.gpu_keep_free, declared_memory(self.gpus))
 
     def _check_ports(self) -> dict[int, str]:
-        taken = {self.api.port: "api.port"}
+        taken = self.api.host_ports(self.playground)
         for i, entry in enumerate(self.models):
             port = getattr(entry, "port", None)
             if port is None:

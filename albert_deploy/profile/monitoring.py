@@ -75,7 +75,7 @@ def from_yaml(value: Any) -> Any:
     return value
 
 
-def check(monitoring: Monitoring | None, names: dict[str, int], taken: dict[int, str]) -> None:
+def check_monitoring(monitoring: Monitoring | None, names: dict[str, int], taken: dict[int, str]) -> None:
     """Model names and host ports the monitoring services would clash with."""
     if monitoring is None or not monitoring.enabled:
         return

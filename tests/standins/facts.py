@@ -121,10 +121,43 @@ FACTS: dict[str, Fact] = {
         + "trallnag/prometheus-fastapi-instrumentator@v7.0.2 src/prometheus_fastapi_instrumentator/metrics.py:673-678; "
         "instrumentation.py:30 (should_group_status_codes=True: status as 2xx, 4xx, ...)",
     ),
+    "0.2.0 streams chat": Fact(
+        "text/event-stream",
+        _at(
+            "0.2.0",
+            "app/endpoints/chat.py:73-76 (StreamingResponseWithStatusCode(client.forward_stream(...), "
+            'media_type="text/event-stream")); 0.0.3 app/endpoints/chat.py:89',
+        ),
+    ),
     "0.2.0 user": Fact(1100, _at("0.2.0", "app/Dockerfile:31, 44 (useradd --uid 1100 albert; USER albert)")),
     "0.2.0 workdir": Fact("/", _at("0.2.0", "app/Dockerfile:45")),
     "0.2.0 default config file": Fact(
         "config.yml", _at("0.2.0", "app/schemas/core/settings.py:336 (relative to WORKDIR /)")
+    ),
+    # ------------------------------------------------------------ the playground UI, 0.2.0
+    "ui 0.2.0 port": Fact(8501, _at("0.2.0", "scripts/startup_ui.sh:21-22 (streamlit run ... --server.port=8501)")),
+    "ui 0.2.0 max upload default": Fact("20", _at("0.2.0", "scripts/startup_ui.sh:5 (MAX_UPLOAD_SIZE MB)")),
+    "ui 0.2.0 extra args env": Fact("STREAMLIT_CMD_ARGS", _at("0.2.0", "scripts/startup_ui.sh:6, 27")),
+    "ui 0.2.0 migrations first": Fact(True, _at("0.2.0", "scripts/startup_ui.sh:13 (alembic upgrade head)")),
+    "ui 0.2.0 config file": Fact(
+        "/config.yml", _at("0.2.0", "ui/settings.py:96 (config.yml, relative to WORKDIR / of ui/Dockerfile:44)")
+    ),
+    "ui 0.2.0 variable pattern": Fact(r"\$\{[A-Z_][A-Z_0-9]*\}", _at("0.2.0", "ui/settings.py:110-114")),
+    "ui 0.2.0 required sections": Fact(("auth", "playground", "databases"), _at("0.2.0", "ui/settings.py:74-77")),
+    "ui 0.2.0 default database context": Fact("playground", _at("0.2.0", "ui/settings.py:49")),
+    "ui 0.2.0 sql databases with context playground": Fact(1, _at("0.2.0", "ui/settings.py:79-85")),
+    "ui 0.2.0 sql url prefixes": Fact(("postgresql", "sqlite"), _at("0.2.0", "ui/settings.py:32")),
+    "ui 0.2.0 user": Fact(1100, _at("0.2.0", "ui/Dockerfile:30-31, 43")),
+    "ui 0.2.0 page title": Fact("Albert playground", _at("0.2.0", "ui/main.py:10-11 (st.set_page_config)")),
+}
+
+
+# Streamlit, which the playground image runs (streamlit==1.45.1: albert-api@0.2.0 pyproject.toml:22).
+UI_FACTS: dict[str, Fact] = {
+    "streamlit health path": Fact(
+        "/_stcore/health",
+        "streamlit/streamlit@1.45.1 lib/streamlit/web/server/server.py (line not recorded; NEW_HEALTH_ENDPOINT "
+        "'_stcore/health', routed under server.baseUrlPath by make_url_path_regex; read on main)",
     ),
 }
 
@@ -203,6 +236,12 @@ SERVER_FACTS: dict[str, Fact] = {
     "vllm latency buckets": Fact(
         VLLM_LATENCY_BUCKETS,
         f"{VLLM} vllm/v1/metrics/loggers.py {NOT_RECORDED} (request_latency_buckets, read in vllm@005a810b)",
+    ),
+    "vllm stream format": Fact(
+        ("text/event-stream", "chat.completion.chunk", "data: [DONE]\n\n"),
+        f"{VLLM} vllm/entrypoints/openai/api_server.py {NOT_RECORDED} (StreamingResponse media_type "
+        f"text/event-stream); vllm/entrypoints/openai/serving_chat.py {NOT_RECORDED} (one `data: <json>` event per "
+        "ChatCompletionStreamResponse, object chat.completion.chunk, first delta the role, then `data: [DONE]`)",
     ),
     # ------------------------------------------------------------ TEI 1.8
     "tei port": Fact(80, f"{TEI} Dockerfile-cuda:120 (ENV PORT=80)"),

@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import io
 import ipaddress
+import json
 import os
 import random
 import socket
@@ -297,6 +298,8 @@ class ModelHandler(common.Handler):
         words = f"Stand-in answer from {body['model']}.".split()
         limit = body.get("max_tokens") or body.get("max_completion_tokens") or len(words)
         content = " ".join(words[: max(1, int(limit))])
+        if body.get("stream") is True:
+            return self.stream_chat(body["model"], content.split(), "length" if int(limit) < len(words) else "stop")
         prompt = sum(tokens(str(m.get("content", ""))) for m in body["messages"] if isinstance(m, dict))
         s.prompt_tokens, s.generated_tokens = s.prompt_tokens + prompt, s.generated_tokens + tokens(content)
         s.durations.append(time.monotonic() - started)
@@ -322,6 +325,26 @@ class ModelHandler(common.Handler):
                 },
             },
         )
+
+    def stream_chat(self, model: str, words: list[str], finish: str) -> None:
+        """Server-sent events as vLLM sends them (facts: "vllm stream format"): a role chunk, one chunk
+        per word, the finish chunk, then [DONE]; STANDIN_STREAM_INTERVAL seconds apart (default 0.2)."""
+        interval = float(os.environ.get("STANDIN_STREAM_INTERVAL") or 0.2)
+        self.send_response(200)
+        self.send_header("Content-Type", F("vllm stream format")[0])
+        self.end_headers()  # HTTP/1.0: the body ends when the connection closes
+        created = int(time.time())
+        deltas = [({"role": "assistant", "content": ""}, None)]
+        deltas += [({"content": w if i == 0 else " " + w}, None) for i, w in enumerate(words)]
+        deltas.append(({}, finish))
+        for delta, reason in deltas:
+            chunk = {"id": "chatcmpl-standin", "object": F("vllm stream format")[1], "created": created, "model": model,
+                     "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}  # fmt: skip
+            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            self.wfile.flush()
+            time.sleep(interval)
+        self.wfile.write(F("vllm stream format")[2].encode())
+        self.wfile.flush()
 
     # ---- TEI
     def tei_routes(self, method: str, path: str) -> None:
