@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=()
 for pkg in docker.io busybox-static docker-registry python3.11-minimal libpython3.11-stdlib python3-venv \
-  redis-tools postgresql-15 nginx caddy chromium; do
+  redis-tools postgresql-15 nginx caddy chromium \
+  prometheus; do  # prometheus: the real server in its test image (tests/standins/prometheus_image.py)
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

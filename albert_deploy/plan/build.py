@@ -15,6 +15,7 @@ from albert_deploy.plan import databases, order, replicas, servers, startup
 from albert_deploy.plan.access import ApiAccess, api_access
 from albert_deploy.plan.assets import ReleaseAsset
 from albert_deploy.plan.front import Front, front_door
+from albert_deploy.plan.monitoring import MonitoringPlan, plan_monitoring
 from albert_deploy.plan.releases import MODULES, Release
 from albert_deploy.plan.spec import (
     Endpoint,
@@ -62,6 +63,7 @@ class Plan:
     kubernetes: Kubernetes = field(default_factory=Kubernetes, compare=False)  # type: ignore[arg-type]
     # Lock file: pinned ``repository@sha256:…`` -> its image id, for hosts where only the id resolves.
     locked_ids: dict[str, str] = field(default_factory=dict, compare=False)
+    monitoring: MonitoringPlan | None = None  # Prometheus, Grafana, dcgm-exporter: what they scrape and show
     front: Front | None = None  # api.public: the TLS front door (its routes include the playground's)
     api_url: str = ""  # where clients reach the API: through the front door, or api.bind:api.port
 
@@ -117,6 +119,11 @@ def build_plan(
     services = tuple(_with_interval(s, profile.health_interval) for s in (*dbs, *model_servers, *fronts, api))
     services = _ordered_at_boot(services, start_order, endpoints, getattr(release_module, "IMAGE_COMMAND", ()))
     services += tuple(_with_interval(s, profile.health_interval) for s in door.services)
+    monitoring = None
+    if profile.monitoring and profile.monitoring.enabled:  # its services come last, after the API
+        key = getattr(release_module, "MASTER_KEY", None)
+        monitoring, watchers = plan_monitoring(profile.monitoring, services, placement, key, source)
+        services = (*services, *(_with_interval(s, profile.health_interval) for s in watchers))
     if pins:
         services = tuple(replace(s, image=pins.get(s.image, s.image)) for s in services)
     all_refs = {r for s in services for r in _refs(s.environment)} | set(_refs(config))
@@ -144,6 +151,7 @@ def build_plan(
         balancers=tuple(b for _, b in balancers),
         kubernetes=profile.kubernetes,
         locked_ids=dict(locked_ids or {}),
+        monitoring=monitoring,
         front=door.front,
         api_url=door.front.api_url if door.front else f"http://{reachable_host(profile.api.bind)}:{profile.api.port}",
     )

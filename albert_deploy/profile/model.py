@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from albert_deploy import catalog
 from albert_deploy.catalog import RELEASES
@@ -20,6 +20,7 @@ from albert_deploy.profile.front import PLAYGROUND_PORT
 from albert_deploy.profile.gpus import GpuInventory, declared_memory
 from albert_deploy.profile.kubernetes import Kubernetes
 from albert_deploy.profile.managed import check_key_variables, check_managed
+from albert_deploy.profile.monitoring import Monitoring, check_monitoring, from_yaml
 from albert_deploy.profile.strict import Strict, _at, _key
 from albert_deploy.sizes import Size
 
@@ -218,6 +219,9 @@ class Profile(Strict):
         default_factory=Kubernetes,  # type: ignore[arg-type]
         description="Namespace, storage, node selectors and tolerations for `render --target kubernetes`.",
     )
+    monitoring: Annotated[Monitoring | None, BeforeValidator(from_yaml)] = Field(
+        None, description="Prometheus and Grafana for the stack (off unless present): see the README's Monitoring."
+    )
     playground: bool = Field(
         False,
         description="Run the release's playground UI (Streamlit): behind api.public at /playground, else on "
@@ -261,7 +265,7 @@ class Profile(Strict):
                 f"release {self.api.release} needs a text-generation model: add one "
                 "(e.g. `- model: AgentPublic/guillaumetell-7b`) or an external endpoint"
             )
-        self._check_ports()
+        check_monitoring(self.monitoring, names, self._check_ports())
         self._check_pins()
         self._check_hosted()
         return self
@@ -273,7 +277,7 @@ class Profile(Strict):
         check_key_variables([(i, m.name or "") for i, m in hosted])
         bounds.check_keep_free(self.gpu_keep_free, declared_memory(self.gpus))
 
-    def _check_ports(self) -> None:
+    def _check_ports(self) -> dict[int, str]:
         taken = self.api.host_ports(self.playground)
         for i, entry in enumerate(self.models):
             port = getattr(entry, "port", None)
@@ -282,6 +286,7 @@ class Profile(Strict):
             if port in taken:
                 raise _at(i, "port", f"host port {port} is already used by {taken[port]}: choose another")
             taken[port] = f"models.{i}.port"
+        return taken
 
     def _check_pins(self) -> None:
         # Pins shared between models are checked once, by the placement (which knows index from UUID).

@@ -89,6 +89,7 @@ class State:
     metrics: bool = False  # 0.2.0 monitoring.prometheus
     log_usage: bool = False  # 0.2.0 monitoring.postgres
     usage_rows: int = 0  # requests the real API would have written to postgres
+    requests: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (method, status class, handler)
 
     def record(self, what: str, target: str, ok: bool, detail: str) -> bool:
         self.probes.append({"what": what, "target": target, "ok": ok, "detail": detail, "at": time.time()})
@@ -394,8 +395,7 @@ class ApiHandler(common.Handler):
         if path == "/health":
             return self.send_raw(200, b"", "application/json")
         if metrics:
-            text = f"albert_standin_usage_rows {st.usage_rows}\n".encode()
-            return self.send_raw(200, text, "text/plain; version=0.0.4")
+            return self.send_raw(200, self.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/v1/models" and method == "GET":
             data = [
                 {
@@ -412,6 +412,23 @@ class ApiHandler(common.Handler):
             st.usage_rows += st.log_usage  # the release's hook writes one usage row per request
             return self.proxy(ROUTES[path])
         self.send_json(405, {"detail": "Method Not Allowed"})
+
+    def metrics_text(self) -> str:
+        """prometheus-fastapi-instrumentator's request counter (facts: "0.2.0 request counter")."""
+        name, labels, _ = api_config.value("0.2.0 request counter")  # type: ignore[misc]
+        lines = [f"# TYPE {name} counter"]
+        for key, n in sorted(self.st.requests.items()):
+            pairs = ",".join(f'{label}="{v}"' for label, v in zip(labels, key, strict=True))
+            lines.append(f"{name}{{{pairs}}} {float(n)!r}")
+        lines.append(f"albert_standin_usage_rows {self.st.usage_rows}")
+        return "\n".join(lines) + "\n"
+
+    def send_raw(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        path = self.path.split("?", 1)[0]
+        handler = path if path in ("/health", "/v1/models", "/metrics", *ROUTES) else "none"  # untemplated: "none"
+        key = (self.command, f"{status // 100}xx", handler)  # grouped status codes, as the instrumentator's default
+        self.st.requests[key] = self.st.requests.get(key, 0) + 1
+        super().send_raw(status, data, content_type, headers)
 
     def authorized(self) -> bool:
         st = self.st

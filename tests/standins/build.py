@@ -149,11 +149,12 @@ def _check_host() -> None:
         PG_SHARE / "postgres.bki",
         *(PG / "bin" / t for t in PG_TOOLS),
     )
-    missing = [str(p) for p in needed if not p.exists()]
+    missing = [str(p) for p in needed if not p.exists()] + _sibling("prometheus_image").missing()
     if missing:
         raise RuntimeError(
             f"cannot build the test images: missing {', '.join(missing)} (bash scripts/setup-test-env.sh, or "
-            "apt-get install -y python3.11-minimal libpython3.11-stdlib busybox-static bash redis-tools postgresql-15 nginx caddy)"
+            "apt-get install -y python3.11-minimal libpython3.11-stdlib busybox-static bash redis-tools postgresql-15 nginx caddy "
+            "prometheus)"
         )
 
 
@@ -325,6 +326,17 @@ def _postgres_server() -> list[Entry]:
     return [*_with_libraries([*tools, *modules]), *_host_tree(PG_SHARE), *_host_tree(ZONEINFO)]
 
 
+def _sibling(name: str):  # type: ignore[no-untyped-def]
+    """A module beside this file, loaded by path (this file is also loaded by path and as a script)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"albert_deploy_standins_{name}", HERE / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _curl() -> list[Entry]:
     return [("file", "/usr/bin/curl", _shim("curl"), 0o755)]
 
@@ -460,6 +472,8 @@ def _specs() -> dict[str, dict]:
                 'ENTRYPOINT ["docker-entrypoint.sh"]\nCMD ["postgres"]\n'
             ),
         },
+        # Debian's real Prometheus behind the official image's contract (prometheus_image.py).
+        "prometheus": _sibling("prometheus_image").spec(_with_libraries, _host_tree),
         "qdrant": {
             # As the -unprivileged tags the renderer pins: uid 1000, /qdrant owned by it.
             "files": [*_server("qdrant_server.py"), *_users("qdrant:1000:/qdrant")],

@@ -105,6 +105,22 @@ FACTS: dict[str, Fact] = {
             "app/clients/model/_teimodelclient.py:42-65",
         ),
     ),
+    # /metrics: the master key can do anything, so it reads metrics (scraped with it as the bearer).
+    "0.2.0 metrics need": Fact(
+        "read_metric",
+        _at(
+            "0.2.0",
+            "app/factory.py:145 (AccessController(permissions=[READ_METRIC])); "
+            "app/helpers/_accesscontroller.py:56,141 (HTTPBearer; master_key: master user can do anything)",
+        ),
+    ),
+    # prometheus-fastapi-instrumentator 7.0.2 (pyproject.toml:46), its default metrics.
+    "0.2.0 request counter": Fact(
+        ("http_requests_total", ("method", "status", "handler"), "2xx"),
+        _at("0.2.0", "app/factory.py:144-145 (Instrumentator(), pinned at 7.0.2 by pyproject.toml:46); ")
+        + "trallnag/prometheus-fastapi-instrumentator@v7.0.2 src/prometheus_fastapi_instrumentator/metrics.py:673-678; "
+        "instrumentation.py:30 (should_group_status_codes=True: status as 2xx, 4xx, ...)",
+    ),
     "0.2.0 streams chat": Fact(
         "text/event-stream",
         _at(
@@ -158,6 +174,7 @@ VLLM = "vllm-project/vllm@v0.11.0"
 TEI = "huggingface/text-embeddings-inference@v1.8.3"
 WHISPER = "etalab-ia/whisper-openai-api@a7d1e0bef8cc5a1746b6b95d74ebe9050f5efe38"
 QDRANT = "qdrant/qdrant@v1.11.5"
+PROMETHEUS = "prometheus/prometheus@v2.53.2"  # the image albert-deploy pins (plan/monitoring.py)
 TEI_1_8_VALUE_FLAGS = (
     "--model-id", "--revision", "--tokenization-workers", "--dtype", "--pooling", "--max-concurrent-requests",
     "--max-batch-tokens", "--max-batch-requests", "--max-client-batch-size", "--default-prompt-name",
@@ -167,6 +184,11 @@ TEI_1_8_VALUE_FLAGS = (
 )  # fmt: skip
 # argparse's default (allow_abbrev=True): an unambiguous prefix of a long flag is that flag.
 ARGPARSE_ABBREVIATES = "allow_abbrev not passed: argparse's default True"
+
+VLLM_LATENCY_BUCKETS = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0,
+    7680.0,
+)  # fmt: skip
 
 SERVER_FACTS: dict[str, Fact] = {
     # ------------------------------------------------------------ vLLM
@@ -217,6 +239,26 @@ SERVER_FACTS: dict[str, Fact] = {
         "/root/.cache/huggingface",
         f"{VLLM} docker/Dockerfile:540-542 (root, no HF_HOME in the file: the hub's ~/.cache/huggingface)",
     ),
+    # Metrics: served at /metrics on the API port, outside the /v1 prefix the key guards.
+    "vllm metrics path": Fact(
+        "/metrics",
+        f"{VLLM} vllm/entrypoints/openai/api_server.py:259-285, 1522 (mount_metrics: Mount('/metrics'), :281)",
+    ),
+    # Names and labels as prometheus_client renders them (a Counter gains _total).
+    "vllm metrics": Fact(
+        {
+            "labels": ("model_name", "engine"),
+            "counters": ("vllm:generation_tokens", "vllm:prompt_tokens"),
+            "histogram": "vllm:e2e_request_latency_seconds",
+            "gauges": ("vllm:kv_cache_usage_perc", "vllm:num_requests_running"),
+        },
+        f"{VLLM} vllm/v1/metrics/loggers.py:173 (PrometheusStatLogger labelnames; gauges :189-193, :251-254; "
+        "counters :284-287, :292-295; histogram :430-433)",
+    ),
+    "vllm latency buckets": Fact(
+        VLLM_LATENCY_BUCKETS,
+        f"{VLLM} vllm/v1/metrics/loggers.py:426-429 (request_latency_buckets)",
+    ),
     "vllm stream format": Fact(
         ("text/event-stream", "chat.completion.chunk", "data: [DONE]\n\n"),
         f"{VLLM} vllm/entrypoints/openai/api_server.py:621 (StreamingResponse media_type text/event-stream); "
@@ -251,6 +293,20 @@ SERVER_FACTS: dict[str, Fact] = {
         True,
         f"{TEI} router/src/http/server.rs:1848-1853 (TcpListener::bind, 'Ready', after lib.rs:263-286 load and warm-up)",
     ),
+    # TEI's metrics are on its API port: the HTTP router builds the Prometheus recorder and drops
+    # the exporter future, so the listener on --prometheus-port (default 9000) never runs.
+    "tei metrics port": Fact(
+        "api",
+        f"{TEI} router/src/http/server.rs:1594-1596, 1748-1759 (GET /metrics among the public routes), 1699 "
+        "(`let (recorder, _) = prom_builder.build()`); router/src/main.rs:181-183 (--prometheus-port, default 9000); "
+        "router/src/prometheus.rs:42 (with_http_listener); router/src/lib.rs:346 (prometheus_builer)",
+    ),
+    # metrics-exporter-prometheus: counters and histograms under these names, no model label.
+    "tei metrics": Fact(
+        {"counter": ("te_request_count", "te_request_success"), "label": "method", "histogram": "te_request_duration"},
+        f"{TEI} router/src/http/server.rs:177, 255 (method single|batch); router/src/lib.rs:628 (te_request_duration); "
+        "router/src/prometheus.rs:13-22 (35 buckets, 1e-5 x 1.5^k)",
+    ),
     "tei user": Fact(None, f"{TEI} Dockerfile-cuda:116-142 (no USER line: root)"),
     "tei cache path": Fact("/data", f"{TEI} Dockerfile-cuda:120 (ENV HUGGINGFACE_HUB_CACHE=/data)"),
     # ------------------------------------------------------------ whisper-openai-api
@@ -271,6 +327,9 @@ SERVER_FACTS: dict[str, Fact] = {
     "whisper bind host": Fact("0.0.0.0", f"{WHISPER} app/main.py:27-34 (uvicorn.run host='0.0.0.0')"),
     "whisper listens once loaded": Fact(
         True, f"{WHISPER} app/main.py:27-34 (uvicorn runs the lifespan, app/utils/lifespan.py:18-37, before it binds)"
+    ),
+    "whisper metrics": Fact(
+        None, f"{WHISPER} app/main.py:19-21 (routers: monitoring (/health only), models, audio; no /metrics)"
     ),
     "whisper user": Fact("1100", f"{WHISPER} app/Dockerfile:12-16 (useradd --uid 1100 whisper; USER whisper)"),
     "whisper cache path": Fact("/home/whisper/.cache/huggingface", f"{WHISPER} compose.yml:9 (cache volume)"),
@@ -326,6 +385,11 @@ SERVER_FACTS: dict[str, Fact] = {
         f"{QDRANT} lib/collection/src/operations/snapshot_ops.rs:18-28 (snake_case; shard_transfer is serde(skip))",
     ),
     "qdrant upsert points": Fact(("PUT", "/collections/{name}/points"), f"{QDRANT} src/actix/api/update_api.rs:36"),
+    # ------------------------------------------------------------ Prometheus (the official image)
+    "prometheus image": Fact(
+        {"user": "nobody", "workdir": "/prometheus", "entrypoint": "/bin/prometheus", "shell": "busybox"},
+        f"{PROMETHEUS} Dockerfile:3 (FROM busybox), 17-24 (WORKDIR, USER nobody, ENTRYPOINT)",
+    ),
     "qdrant scroll points": Fact(
         ("POST", "/collections/{name}/points/scroll"), f"{QDRANT} src/actix/api/retrieve_api.rs:132"
     ),

@@ -99,6 +99,12 @@ def _render(plan: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
             "1 MiB); render with --target compose, whose pull, bundle and load carry it, or set offline: false "
             "(the API then downloads it at start; without internet, mount a volume holding it: docs/kubernetes.md)"
         )
+    if plan.monitoring is not None:
+        raise RenderError(
+            f"{plan.source}: `monitoring` is Compose-only: the Kubernetes target does not render Prometheus, Grafana "
+            "or dcgm-exporter. Remove `monitoring` for this target and use the kube-prometheus stack (Prometheus "
+            "Operator, with NVIDIA's dcgm-exporter Helm chart on GPU nodes) to scrape the servers' /metrics"
+        )
     plan = without_front(plan)
     manifests = layout(plan)
     secrets = secret_values(plan, previous)
