@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, PlainValidator, Tag, field_validator, model_validator
 
 from albert_deploy import catalog
 from albert_deploy.catalog import RELEASES
@@ -17,7 +17,6 @@ from albert_deploy.profile import bounds
 from albert_deploy.profile.api import Api
 from albert_deploy.profile.bounds import ImageReference, Port, optional_int
 from albert_deploy.profile.gpus import GpuInventory, declared_memory
-from albert_deploy.profile.kubernetes import Kubernetes
 from albert_deploy.profile.managed import check_key_variables, check_managed
 from albert_deploy.profile.strict import Strict, _at, _key
 from albert_deploy.sizes import Size
@@ -184,6 +183,15 @@ def _derive_name(model_id: str) -> str:
     return re.sub(r"[^a-z0-9_.-]+", "-", base).strip("-._")[:63] or "model"
 
 
+KUBERNETES_DESCRIPTION = "Namespace, storage, node selectors and tolerations for `render --target kubernetes`."
+
+
+def _kubernetes(value: Any) -> Any:
+    from albert_deploy.profile.kubernetes import Kubernetes
+
+    return value if isinstance(value, Kubernetes) else Kubernetes.model_validate(value)
+
+
 # --- Profile --------------------------------------------------------------------------------
 
 
@@ -212,10 +220,9 @@ class Profile(Strict):
     health_interval: int = Field(
         10, ge=1, le=bounds.MAX_INTERVAL_S, strict=True, description="Seconds between health checks of every service."
     )
-    kubernetes: Kubernetes = Field(
-        default_factory=Kubernetes,  # type: ignore[arg-type]
-        description="Namespace, storage, node selectors and tolerations for `render --target kubernetes`.",
-    )
+    # A Kubernetes object, or None when absent: validated on its own, so that other commands never build
+    # the Kubernetes models. The schema names its type (profile/load.py: profile_json_schema).
+    kubernetes: Annotated[Any, PlainValidator(_kubernetes)] = Field(None, description=KUBERNETES_DESCRIPTION)
     models: list[ModelEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
