@@ -22,12 +22,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_placement import GPUS, random_model  # noqa: E402  (benchmarks/ is this script's directory)
+from bench_placement import GPUS, random_model
 
-from albert_deploy import commands  # noqa: E402
-from albert_deploy.errors import PlacementError  # noqa: E402
-from albert_deploy.placement.place import place  # noqa: E402
-from albert_deploy.profile.load import load_profile  # noqa: E402
+from albert_deploy import commands
+from albert_deploy.errors import PlacementError
+from albert_deploy.placement.place import place
+from albert_deploy.profile.load import load_profile
 
 SIZES = ((25, 4), (50, 7), (100, 13), (200, 26), (300, 39), (400, 52), (500, 64))
 
