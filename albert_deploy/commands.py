@@ -71,6 +71,7 @@ def up(
     detach: bool = False,
     dry_run: bool = False,
     reporter: Any = None,
+    parallel_pulls: int = 4,
 ) -> dict[str, Any]:
     """Render into ``out_dir``, then converge the stack (``dry_run``: say what would change)."""
     from albert_deploy.converge import apply
@@ -83,7 +84,7 @@ def up(
         from albert_deploy.airgap import offline as airgap
 
         airgap.refuse_missing_offline(plan, applied)
-    return apply.up(applied, timeouts=timeouts, detach=detach, reporter=reporter)
+    return apply.up(applied, timeouts=timeouts, detach=detach, reporter=reporter, parallel_pulls=parallel_pulls)
 
 
 def diff(profile_path: str | None, out_dir: Path, *, no_gpus: bool = False) -> dict[str, Any]:
@@ -142,12 +143,12 @@ def check(profile_path: str | None, out_dir: Path, *, timeout: float = 10.0) -> 
 # --- air-gapped operations: pull, lock, bundle, load ---------------------------------------------
 
 
-def pull(profile_path: str | None, out_dir: Path, reporter: Any = None) -> dict[str, Any]:
-    """Pull every image, then download every hosted model into its server's cache volume."""
+def pull(profile_path: str | None, out_dir: Path, reporter: Any = None, parallel: int = 4) -> dict[str, Any]:
+    """Pull every image not already here, then download every hosted model into its server's cache volume."""
     from albert_deploy.airgap import offline as airgap
     from albert_deploy.converge import apply
 
-    return airgap.pull(apply.prepare(load(profile_path), out_dir, write=False), reporter)
+    return airgap.pull(apply.prepare(load(profile_path), out_dir, write=False), reporter, parallel)
 
 
 def lock(profile_path: str | None) -> dict[str, Any]:

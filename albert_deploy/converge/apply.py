@@ -81,6 +81,7 @@ def up(
     timeouts: tuple[str, ...] = (),
     detach: bool = False,
     reporter: Any = None,
+    parallel_pulls: int = 4,
 ) -> dict[str, Any]:
     from albert_deploy.converge import engine, reconcile, runner, stackops
 
@@ -102,6 +103,7 @@ def up(
         locked_ids=applied.plan.locked_ids,
         balancers=applied.plan.balancers,
         reload=stackops.balancer_reloader(client, applied.project.name),
+        parallel_pulls=parallel_pulls,
     )
     no_gpus = any(s.no_gpus for s in applied.project.services.values())
     return {
