@@ -74,7 +74,19 @@ def status_text(result: dict[str, Any]) -> str:
     if any(s["started_by"] == "docker compose" for s in result["services"]):
         lines.append("Containers started by docker compose carry compose's own config hash: "
                      "`albert-deploy up` recreates them once.")  # fmt: skip
-    return "\n".join(lines)
+    return "\n".join(lines + gpu_memory_lines(result.get("gpu_memory")))
+
+
+def gpu_memory_lines(report: dict[str, Any] | None) -> list[str]:
+    """Measured GPU memory per model beside its planned budget, or what could not be read."""
+    if not report:
+        return []
+    if not report["measured"]:
+        return [f"GPU memory: not measured ({report['note']})"]
+    rows = [["MODEL", "GPUS", "PLANNED", "MEASURED", "NOTE"]]
+    rows += [[m["model"], m["gpus"], Size(m["planned_bytes"]).gb(), "-" if m["measured_bytes"] is None
+              else Size(m["measured_bytes"]).gb(), m["note"] or ""] for m in report["models"]]  # fmt: skip
+    return ["GPU memory (dcgm-exporter, through Prometheus):", *_table(rows)]
 
 
 def check_text(result: dict[str, Any]) -> str:

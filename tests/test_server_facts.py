@@ -53,7 +53,13 @@ def test_every_server_fact_cites_a_repository_tag_and_file(name: str) -> None:
     source = facts.SERVER_FACTS[name].source
     assert SOURCE.match(source), f"{name}: {source}"
     server = name.split()[0]
-    repo = {"vllm": facts.VLLM, "tei": facts.TEI, "whisper": facts.WHISPER, "qdrant": facts.QDRANT}[server]
+    repo = {
+        "vllm": facts.VLLM,
+        "tei": facts.TEI,
+        "whisper": facts.WHISPER,
+        "qdrant": facts.QDRANT,
+        "prometheus": facts.PROMETHEUS,
+    }[server]
     assert source.startswith((repo, facts.REPO)), f"{name}: a {server} fact cites {source}"
 
 

@@ -158,9 +158,7 @@ def _summary_row(service: Service, applied: Applied, state: dict[str, Any], no_g
 
 
 def api_url(plan: Plan) -> str:
-    api = next(s for s in plan.services if s.role == "api")
-    host, port, _ = api.ports[0]
-    return f"http://{reachable_host(host)}:{port}"
+    return plan.api_url
 
 
 def service_url(service: Service, plan: Plan) -> str:
@@ -184,7 +182,7 @@ def down(project: str, volumes: bool) -> dict[str, Any]:
 
 def status(project: str, applied: Applied | None, locked: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """``locked``: service -> its image's lock entry; a running container on another image is reported."""
-    from albert_deploy.converge import engine, stackops
+    from albert_deploy.converge import engine, gpumemory, stackops
 
     # Without a .env the secrets would be new ones: every service would look changed.
     wanted = applied.project if applied and applied.had_env else None
@@ -199,6 +197,8 @@ def status(project: str, applied: Applied | None, locked: dict[str, dict[str, An
         # None without a profile; False: the API lets anyone in (release 0.0.3).
         "api_authenticated": applied.plan.api_access.authenticated if applied else None,
         "api_warning": applied.plan.api_access.warning() if applied else None,
+        # Each model's measured GPU memory beside its budget (Prometheus, dcgm-exporter), or why not.
+        "gpu_memory": gpumemory.report(applied.plan) if applied and rows else None,
     }
 
 

@@ -14,8 +14,19 @@ from albert_deploy.placement.place import Placement, place
 from albert_deploy.plan import databases, order, replicas, servers, startup
 from albert_deploy.plan.access import ApiAccess, api_access
 from albert_deploy.plan.assets import ReleaseAsset
+from albert_deploy.plan.front import Front, front_door
+from albert_deploy.plan.monitoring import MonitoringPlan, plan_monitoring
 from albert_deploy.plan.releases import MODULES, Release
-from albert_deploy.plan.spec import Endpoint, GpuStartOrder, Joined, ModelCache, Ref, Service, server_url
+from albert_deploy.plan.spec import (
+    Endpoint,
+    GpuStartOrder,
+    Joined,
+    ModelCache,
+    Ref,
+    Service,
+    reachable_host,
+    server_url,
+)
 from albert_deploy.profile.model import ExternalModel, HostedModel, Profile
 
 if TYPE_CHECKING:
@@ -54,6 +65,9 @@ class Plan:
     kubernetes_settings: Kubernetes | None = field(default=None, compare=False)  # None: the profile has none
     # Lock file: pinned ``repository@sha256:…`` -> its image id, for hosts where only the id resolves.
     locked_ids: dict[str, str] = field(default_factory=dict, compare=False)
+    monitoring: MonitoringPlan | None = None  # Prometheus, Grafana, dcgm-exporter: what they scrape and show
+    front: Front | None = None  # api.public: the TLS front door (its routes include the playground's)
+    api_url: str = ""  # where clients reach the API: through the front door, or api.bind:api.port
 
     @property
     def kubernetes(self) -> Kubernetes:
@@ -74,7 +88,8 @@ def build_plan(
     ``locked_ids``: ``repository@sha256:…`` -> the image id the lock recorded with it."""
     release_module = MODULES[profile.api.release]
     release = release_module.RELEASE
-    access = api_access(release.version, profile.api.bind, profile.api.allow_unauthenticated_access, source)
+    door = front_door(profile, source, API_PORT)
+    access = api_access(release.version, door.api_bind, profile.api.allow_unauthenticated_access, source)
     expanded = replicas.expand(profile)  # a model's replicas are placed like models of their own
     placement = place_models(expanded, source)
     endpoints = [_endpoint(m) for m in profile.models]
@@ -97,11 +112,14 @@ def build_plan(
     )
     config = release_module.config_context(endpoints, profile.api.vector_store)
     config["log_level"] = profile.api.log_level
+    config["playground"] = door.config.get("playground")
     config_refs = sorted({r.name for r in _refs(config)})
     api = release_module.api_service(
         profile.images.get("api", release.image), {name: Ref(name) for name in config_refs if name != "MASTER_KEY"}
     )
     api = _with_api_wiring(api, profile, [*dbs, *model_servers, *fronts])
+    if door.front:  # the front door publishes it; the API binds only to the compose network
+        api = replace(api, ports=())
     if not profile.offline:
         # tiktoken re-raises a failed cache write only in a directory named by TIKTOKEN_CACHE_DIR
         # (load.py:78-81): online, leave it unset so that an unfilled volume only costs a download.
@@ -109,6 +127,12 @@ def build_plan(
         api = replace(api, environment={k: v for k, v in api.environment.items() if k not in unset})
     services = tuple(_with_interval(s, profile.health_interval) for s in (*dbs, *model_servers, *fronts, api))
     services = _ordered_at_boot(services, start_order, endpoints, getattr(release_module, "IMAGE_COMMAND", ()))
+    services += tuple(_with_interval(s, profile.health_interval) for s in door.services)
+    monitoring = None
+    if profile.monitoring and profile.monitoring.enabled:  # its services come last, after the API
+        key = getattr(release_module, "MASTER_KEY", None)
+        monitoring, watchers = plan_monitoring(profile.monitoring, services, placement, key, source)
+        services = (*services, *(_with_interval(s, profile.health_interval) for s in watchers))
     if pins:
         services = tuple(replace(s, image=pins.get(s.image, s.image)) for s in services)
     all_refs = {r for s in services for r in _refs(s.environment)} | set(_refs(config))
@@ -136,6 +160,9 @@ def build_plan(
         balancers=tuple(b for _, b in balancers),
         kubernetes_settings=profile.kubernetes,
         locked_ids=dict(locked_ids or {}),
+        monitoring=monitoring,
+        front=door.front,
+        api_url=door.front.api_url if door.front else f"http://{reachable_host(profile.api.bind)}:{profile.api.port}",
     )
 
 

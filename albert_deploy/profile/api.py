@@ -9,6 +9,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from albert_deploy.catalog import RELEASES
 from albert_deploy.profile.bounds import Port
+from albert_deploy.profile.front import PLAYGROUND_PORT, Public, refuse_direct_publishing
 from albert_deploy.profile.strict import Strict, _key
 
 
@@ -27,6 +28,10 @@ class Api(Strict):
         None,
         description="Release 0.0.3 has no authentication: to publish it beyond 127.0.0.1 (or on Kubernetes), "
         'write exactly "anyone who can reach the API can use it".',
+    )
+    public: Public | None = Field(
+        None,
+        description="Publish the API over HTTPS through a front door (Caddy); the API then binds only inside the stack.",
     )
 
     @field_validator("release")
@@ -51,4 +56,13 @@ class Api(Strict):
                 "vector_store",
                 f"'{self.vector_store}' is not supported by release {self.release}; use one of: {', '.join(stores)}",
             )
+        refuse_direct_publishing(self.model_fields_set, self.public)
         return self
+
+    def host_ports(self, playground: bool = False) -> dict[int, str]:
+        """Host ports the API publishes (and the playground beside it, without a front door), by key."""
+        if self.public:
+            return self.public.host_ports()
+        if playground and self.port == PLAYGROUND_PORT:
+            raise _key("playground", f"the playground publishes port {PLAYGROUND_PORT}, which api.port uses: change it")
+        return {self.port: "api.port", **({PLAYGROUND_PORT: "playground"} if playground else {})}

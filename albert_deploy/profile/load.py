@@ -9,8 +9,9 @@ from pydantic import ValidationError
 
 from albert_deploy.errors import ProfileError
 from albert_deploy.profile.api import Api
+from albert_deploy.profile.bounds import KUBERNETES_DESCRIPTION
 from albert_deploy.profile.gpus import Gpu, GpuPool
-from albert_deploy.profile.model import ENV_NAME_PATTERN, KUBERNETES_DESCRIPTION, ExternalModel, HostedModel, Profile
+from albert_deploy.profile.model import ENV_NAME_PATTERN, ExternalModel, HostedModel, Profile
 from albert_deploy.profile.strict import _LocatedError
 
 DEFAULT_PROFILE = "<embedded default profile>"

@@ -9,24 +9,27 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, PlainValidator, Tag, field_validator, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from albert_deploy import catalog
 from albert_deploy.catalog import RELEASES
 from albert_deploy.profile import bounds
 from albert_deploy.profile.api import Api
 from albert_deploy.profile.bounds import ImageReference, Port, optional_int
+from albert_deploy.profile.front import PLAYGROUND_PORT
 from albert_deploy.profile.gpus import GpuInventory, declared_memory
 from albert_deploy.profile.managed import check_key_variables, check_managed
+from albert_deploy.profile.monitoring import Monitoring, check_monitoring, from_yaml
 from albert_deploy.profile.strict import Strict, _at, _key
 from albert_deploy.sizes import Size
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 STACK_SERVICES = ("api", "redis", "postgres", "qdrant", "elasticsearch")
-RESERVED_SERVICES = STACK_SERVICES
+FRONT_SERVICES = ("front", "playground")  # api.public's proxy, the playground UI
+RESERVED_SERVICES = (*STACK_SERVICES, *FRONT_SERVICES)
 # `images:` also names the image `pull` downloads models with, and the replicas' balancer's.
-IMAGE_KEYS = (*STACK_SERVICES, "downloader", "balancer")
+IMAGE_KEYS = (*STACK_SERVICES, "downloader", "balancer", *FRONT_SERVICES)
 
 
 # --- Models -----------------------------------------------------------------------------------
@@ -183,15 +186,6 @@ def _derive_name(model_id: str) -> str:
     return re.sub(r"[^a-z0-9_.-]+", "-", base).strip("-._")[:63] or "model"
 
 
-KUBERNETES_DESCRIPTION = "Namespace, storage, node selectors and tolerations for `render --target kubernetes`."
-
-
-def _kubernetes(value: Any) -> Any:
-    from albert_deploy.profile.kubernetes import Kubernetes
-
-    return value if isinstance(value, Kubernetes) else Kubernetes.model_validate(value)
-
-
 # --- Profile --------------------------------------------------------------------------------
 
 
@@ -212,7 +206,7 @@ class Profile(Strict):
         default_factory=dict,
         description="Override the image of the API or a database, e.g. for a registry mirror; `downloader`: the "
         "image `albert-deploy pull` runs the Hugging Face download in (needs python3 and huggingface_hub); "
-        "`balancer`: the nginx image in front of a model's replicas.",
+        "`balancer`: the nginx image in front of a model's replicas; `front`: api.public's Caddy; `playground`: the UI.",
     )
     offline: bool = Field(
         False, description="Air-gapped host: model servers never reach the Hugging Face Hub (HF_HUB_OFFLINE=1)."
@@ -222,7 +216,15 @@ class Profile(Strict):
     )
     # A Kubernetes object, or None when absent: validated on its own, so that other commands never build
     # the Kubernetes models. The schema names its type (profile/load.py: profile_json_schema).
-    kubernetes: Annotated[Any, PlainValidator(_kubernetes)] = Field(None, description=KUBERNETES_DESCRIPTION)
+    kubernetes: bounds.LazyKubernetes = Field(None, description=bounds.KUBERNETES_DESCRIPTION)
+    monitoring: Annotated[Monitoring | None, BeforeValidator(from_yaml)] = Field(
+        None, description="Prometheus and Grafana for the stack (off unless present): see the README's Monitoring."
+    )
+    playground: bool = Field(
+        False,
+        description="Run the release's playground UI (Streamlit): behind api.public at /playground, else on "
+        f"{{api.bind}}:{PLAYGROUND_PORT}.",
+    )
     models: list[ModelEntry] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -261,7 +263,7 @@ class Profile(Strict):
                 f"release {self.api.release} needs a text-generation model: add one "
                 "(e.g. `- model: AgentPublic/guillaumetell-7b`) or an external endpoint"
             )
-        self._check_ports()
+        check_monitoring(self.monitoring, names, self._check_ports())
         self._check_pins()
         self._check_hosted()
         return self
@@ -273,8 +275,8 @@ class Profile(Strict):
         check_key_variables([(i, m.name or "") for i, m in hosted])
         bounds.check_keep_free(self.gpu_keep_free, declared_memory(self.gpus))
 
-    def _check_ports(self) -> None:
-        taken = {self.api.port: "api.port"}
+    def _check_ports(self) -> dict[int, str]:
+        taken = self.api.host_ports(self.playground)
         for i, entry in enumerate(self.models):
             port = getattr(entry, "port", None)
             if port is None:
@@ -282,6 +284,7 @@ class Profile(Strict):
             if port in taken:
                 raise _at(i, "port", f"host port {port} is already used by {taken[port]}: choose another")
             taken[port] = f"models.{i}.port"
+        return taken
 
     def _check_pins(self) -> None:
         # Pins shared between models are checked once, by the placement (which knows index from UUID).

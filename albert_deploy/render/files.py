@@ -13,15 +13,17 @@ from albert_deploy import __version__
 from albert_deploy.errors import RenderError
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.releases import MODULES
+from albert_deploy.plan.releases.playground import check_config as check_playground
 from albert_deploy.plan.spec import Joined, Ref, Service
-from albert_deploy.render import envfile, output, runbook
+from albert_deploy.render import caddy, envfile, output, runbook
+from albert_deploy.render.monitoring import monitoring_files
 from albert_deploy.resources import template_path, template_text
 
 COMPOSE_FILE = "compose.yml"
 CONFIG_FILE = "config.yml"
 ENV_FILE = ".env"
 RUNBOOK_FILE = "RUNBOOK.md"
-GENERATED = (COMPOSE_FILE, CONFIG_FILE, ENV_FILE, RUNBOOK_FILE)
+GENERATED = (COMPOSE_FILE, CONFIG_FILE, ENV_FILE, RUNBOOK_FILE, caddy.CONFIG_FILE, "monitoring")
 
 # Characters YAML treats as line breaks or refuses outright, beyond what JSON escapes.
 _YAML_UNSAFE = {"\u0085", "\u2028", "\u2029", "\ufeff"}
@@ -127,6 +129,9 @@ def render_plan(plan: Plan, existing_env: str | None = None) -> Rendered:
     _verify_compose(compose_text, plan)
     _verify_config(config_text, plan)
     files = {COMPOSE_FILE: compose_text, CONFIG_FILE: config_text, ENV_FILE: env_text, RUNBOOK_FILE: runbook_text}
+    if plan.front:
+        files[caddy.CONFIG_FILE] = caddy.caddy_json(plan.front)
+    files.update(monitoring_files(plan))  # monitoring/: Prometheus and Grafana files, when monitoring is on
     return Rendered(files, (ENV_FILE,))
 
 
@@ -186,4 +191,11 @@ def _check_service(loaded: dict[str, Any], planned: Service) -> None:
 
 
 def _verify_config(text: str, plan: Plan) -> None:
-    MODULES[plan.release.version].validate_config(_load(text, CONFIG_FILE))
+    data = _load(text, CONFIG_FILE)
+    MODULES[plan.release.version].validate_config(data)
+    if plan.config.get("playground"):
+        problems = check_playground(data)
+        if problems:
+            raise RenderError(
+                f"config.yml does not suit the playground of release {plan.release.version}: {problems[0]}"
+            )

@@ -19,12 +19,10 @@ def md(value: Any) -> str:
 
 
 def runbook_context(plan: Plan) -> dict[str, Any]:
-    api = next(s for s in plan.services if s.role == "api")
-    host_ip, host_port, _ = api.ports[0]
     return {
         "services": [_row(s, plan) for s in plan.services],
-        "api_host": reachable_host(host_ip),
-        "api_port": host_port,
+        "api_url": plan.api_url,
+        "playground_url": _playground_url(plan),
         "api_authentication": plan.api_access.authentication,
         "api_warning": plan.api_access.warning(),
         # GPUs with one server have no order to follow.
@@ -65,3 +63,10 @@ def _probe(service: Service) -> str:
     kind, *rest = service.healthcheck.test
     # Single quotes: `$API_KEY` is the container's variable, not the host's.
     return "sh -c " + shlex.quote(rest[0]) if kind == "CMD-SHELL" else shlex.join(rest)
+
+
+def _playground_url(plan: Plan) -> str | None:
+    if plan.front:
+        return plan.front.playground_url
+    ui = next((s for s in plan.services if s.role == "playground"), None)
+    return f"http://{reachable_host(ui.ports[0][0])}:{ui.ports[0][1]}/" if ui and ui.ports else None

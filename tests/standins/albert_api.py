@@ -89,6 +89,7 @@ class State:
     metrics: bool = False  # 0.2.0 monitoring.prometheus
     log_usage: bool = False  # 0.2.0 monitoring.postgres
     usage_rows: int = 0  # requests the real API would have written to postgres
+    requests: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (method, status class, handler)
 
     def record(self, what: str, target: str, ok: bool, detail: str) -> bool:
         self.probes.append({"what": what, "target": target, "ok": ok, "detail": detail, "at": time.time()})
@@ -394,8 +395,7 @@ class ApiHandler(common.Handler):
         if path == "/health":
             return self.send_raw(200, b"", "application/json")
         if metrics:
-            text = f"albert_standin_usage_rows {st.usage_rows}\n".encode()
-            return self.send_raw(200, text, "text/plain; version=0.0.4")
+            return self.send_raw(200, self.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/v1/models" and method == "GET":
             data = [
                 {
@@ -412,6 +412,23 @@ class ApiHandler(common.Handler):
             st.usage_rows += st.log_usage  # the release's hook writes one usage row per request
             return self.proxy(ROUTES[path])
         self.send_json(405, {"detail": "Method Not Allowed"})
+
+    def metrics_text(self) -> str:
+        """prometheus-fastapi-instrumentator's request counter (facts: "0.2.0 request counter")."""
+        name, labels, _ = api_config.value("0.2.0 request counter")  # type: ignore[misc]
+        lines = [f"# TYPE {name} counter"]
+        for key, n in sorted(self.st.requests.items()):
+            pairs = ",".join(f'{label}="{v}"' for label, v in zip(labels, key, strict=True))
+            lines.append(f"{name}{{{pairs}}} {float(n)!r}")
+        lines.append(f"albert_standin_usage_rows {self.st.usage_rows}")
+        return "\n".join(lines) + "\n"
+
+    def send_raw(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        path = self.path.split("?", 1)[0]
+        handler = path if path in ("/health", "/v1/models", "/metrics", *ROUTES) else "none"  # untemplated: "none"
+        key = (self.command, f"{status // 100}xx", handler)  # grouped status codes, as the instrumentator's default
+        self.st.requests[key] = self.st.requests.get(key, 0) + 1
+        super().send_raw(status, data, content_type, headers)
 
     def authorized(self) -> bool:
         st = self.st
@@ -455,6 +472,8 @@ class ApiHandler(common.Handler):
             )
         else:
             body, ctype = json.dumps({**payload, "model": client.model}).encode(), "application/json"
+        if route == "chat" and payload.get("stream") is True:
+            return self.stream(client.root + path, client.key, body)
         try:
             status, data, answer_type = http("POST", client.root + path, client.key, body, ctype, timeout=60)
         except OSError as err:
@@ -466,6 +485,24 @@ class ApiHandler(common.Handler):
                 200, {"object": "list", "data": [{**tag, "score": i["score"], "index": i["index"]} for i in items]}
             )
         self.send_raw(status, data, answer_type or "application/json")
+
+    def stream(self, url: str, key: str | None, body: bytes) -> None:
+        """A streamed chat completion passed on chunk by chunk, as the release does (facts: "0.2.0 streams chat")."""
+        hdrs = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+        request = urllib.request.Request(url, data=body, headers=hdrs, method="POST")
+        try:
+            response = _OPENER.open(request, timeout=60)
+        except urllib.error.HTTPError as err:
+            return self.send_raw(err.code, err.read(), err.headers.get("Content-Type", "application/json"))
+        except urllib.error.URLError as err:
+            return self.send_json(503, {"detail": f"model is unreachable: {err.reason}"})
+        with response:
+            self.send_response(200)
+            self.send_header("Content-Type", str(api_config.value("0.2.0 streams chat")))
+            self.end_headers()
+            for line in iter(response.readline, b""):
+                self.wfile.write(line)
+                self.wfile.flush()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,6 +49,7 @@ HOST_BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static
 HOST_REDIS = Path("/usr/bin/redis-check-rdb")  # redis-tools: the multi-call binary, run as redis-server
 HOST_REDIS_CLI = Path("/usr/bin/redis-cli")
 HOST_NGINX = Path("/usr/sbin/nginx")  # Debian's nginx: the real balancer in front of a model's replicas
+HOST_CADDY = Path("/usr/bin/caddy")  # Debian's caddy (2.6.2 in bookworm): the real front door of api.public
 PG = Path("/usr/lib/postgresql/15")  # postgresql-15: bin/ and lib/ (extensions, encodings)
 PG_SHARE = Path("/usr/share/postgresql/15")  # what initdb loads
 PG_TOOLS = ("postgres", "initdb", "pg_ctl", "pg_isready", "psql", "pg_dump")  # pg_dump: `albert-deploy backup`
@@ -140,12 +141,20 @@ Entry = tuple[str, str, object, int]  # (kind: file|dir|link, path, bytes or lin
 def _check_host() -> None:
     # http/server.py and wave.py come with libpython3.11-stdlib, not with python3.11-minimal.
     needed = (HOST_PYTHON, HOST_STDLIB / "http" / "server.py", HOST_STDLIB / "wave.py", HOST_BASH, HOST_BUSYBOX)
-    needed += (HOST_NGINX, HOST_REDIS, HOST_REDIS_CLI, PG_SHARE / "postgres.bki", *(PG / "bin" / t for t in PG_TOOLS))
-    missing = [str(p) for p in needed if not p.exists()]
+    needed += (
+        HOST_NGINX,
+        HOST_CADDY,
+        HOST_REDIS,
+        HOST_REDIS_CLI,
+        PG_SHARE / "postgres.bki",
+        *(PG / "bin" / t for t in PG_TOOLS),
+    )
+    missing = [str(p) for p in needed if not p.exists()] + _sibling("prometheus_image").missing()
     if missing:
         raise RuntimeError(
             f"cannot build the test images: missing {', '.join(missing)} (bash scripts/setup-test-env.sh, or "
-            "apt-get install -y python3.11-minimal libpython3.11-stdlib busybox-static bash redis-tools postgresql-15 nginx)"
+            "apt-get install -y python3.11-minimal libpython3.11-stdlib busybox-static bash redis-tools postgresql-15 nginx caddy "
+            "prometheus)"
         )
 
 
@@ -317,6 +326,17 @@ def _postgres_server() -> list[Entry]:
     return [*_with_libraries([*tools, *modules]), *_host_tree(PG_SHARE), *_host_tree(ZONEINFO)]
 
 
+def _sibling(name: str):  # type: ignore[no-untyped-def]
+    """A module beside this file, loaded by path (this file is also loaded by path and as a script)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"albert_deploy_standins_{name}", HERE / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _curl() -> list[Entry]:
     return [("file", "/usr/bin/curl", _shim("curl"), 0o755)]
 
@@ -389,6 +409,42 @@ def _specs() -> dict[str, dict]:
             "files": _with_libraries([("file", "/usr/sbin/nginx", HOST_NGINX.read_bytes(), 0o755)]),
             "tail": 'EXPOSE 80\nSTOPSIGNAL SIGQUIT\nCMD ["nginx", "-g", "daemon off;"]\n',
         },
+        "caddy": {
+            # Debian's real caddy behind the official image's contract (caddyserver/caddy-docker
+            # 2.11/alpine/Dockerfile: curl inside :3-7, XDG dirs :43-44, ports :55-58, WORKDIR /srv :60).
+            "files": [
+                *_with_libraries([("file", "/usr/bin/caddy", HOST_CADDY.read_bytes(), 0o755)]),
+                *_curl(),
+                *(("dir", d, None, 0o755) for d in ("/config/caddy", "/data/caddy", "/etc/caddy", "/srv")),
+            ],
+            "tail": (
+                "ENV XDG_CONFIG_HOME=/config XDG_DATA_HOME=/data\nEXPOSE 80 443 2019\nWORKDIR /srv\n"
+                'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]\n'
+            ),
+        },
+        "playground": {
+            # The playground UI of Albert API 0.2.0 (ui/Dockerfile:28-53): user 1100, /startup.sh,
+            # python on PATH from /.venv/bin, sqlalchemy-utils importable; the page is a stand-in.
+            "files": [
+                *_server("playground_ui.py"),
+                ("file", "/opt/standin/py/pg_login.py", _src("pg_login.py"), 0o644),
+                *_yaml_package(),
+                *_python_on_path("/.venv/bin"),
+                *_users("albert:1100:/ui"),
+                ("file", "/usr/local/bin/streamlit", _shim("streamlit"), 0o755),
+                (
+                    "file",
+                    "/opt/standin/lib/python3/dist-packages/sqlalchemy_utils.py",
+                    _shim("sqlalchemy_utils.py"),
+                    0o644,
+                ),
+            ],
+            "owned": (
+                "1100:1100",
+                [("file", "/startup.sh", _shim("playground-startup.sh"), 0o744), ("file", "/ui/main.py", b"", 0o644)],
+            ),
+            "tail": f'ENV PATH=/.venv/bin:{PATH} PYTHONPATH=/ui\nUSER 1100\nWORKDIR /\nCMD ["/startup.sh"]\n',
+        },
         "redis": {
             # Debian's real redis 7.0 behind redis-stack-server's entrypoint contract.
             "files": [
@@ -415,6 +471,8 @@ def _specs() -> dict[str, dict]:
                 'ENTRYPOINT ["docker-entrypoint.sh"]\nCMD ["postgres"]\n'
             ),
         },
+        # Debian's real Prometheus behind the official image's contract (prometheus_image.py).
+        "prometheus": _sibling("prometheus_image").spec(_with_libraries, _host_tree),
         "qdrant": {
             # As the -unprivileged tags the renderer pins: uid 1000, /qdrant owned by it.
             "files": [*_server("qdrant_server.py"), *_users("qdrant:1000:/qdrant")],

@@ -105,10 +105,59 @@ FACTS: dict[str, Fact] = {
             "app/clients/model/_teimodelclient.py:42-65",
         ),
     ),
+    # /metrics: the master key can do anything, so it reads metrics (scraped with it as the bearer).
+    "0.2.0 metrics need": Fact(
+        "read_metric",
+        _at(
+            "0.2.0",
+            "app/factory.py:145 (AccessController(permissions=[READ_METRIC])); "
+            "app/helpers/_accesscontroller.py:56,141 (HTTPBearer; master_key: master user can do anything)",
+        ),
+    ),
+    # prometheus-fastapi-instrumentator 7.0.2 (pyproject.toml:46), its default metrics.
+    "0.2.0 request counter": Fact(
+        ("http_requests_total", ("method", "status", "handler"), "2xx"),
+        _at("0.2.0", "app/factory.py:144-145 (Instrumentator(), pinned at 7.0.2 by pyproject.toml:46); ")
+        + "trallnag/prometheus-fastapi-instrumentator@v7.0.2 src/prometheus_fastapi_instrumentator/metrics.py:673-678; "
+        "instrumentation.py:30 (should_group_status_codes=True: status as 2xx, 4xx, ...)",
+    ),
+    "0.2.0 streams chat": Fact(
+        "text/event-stream",
+        _at(
+            "0.2.0",
+            "app/endpoints/chat.py:73-76 (StreamingResponseWithStatusCode(client.forward_stream(...), "
+            'media_type="text/event-stream")); 0.0.3 app/endpoints/chat.py:89',
+        ),
+    ),
     "0.2.0 user": Fact(1100, _at("0.2.0", "app/Dockerfile:31, 44 (useradd --uid 1100 albert; USER albert)")),
     "0.2.0 workdir": Fact("/", _at("0.2.0", "app/Dockerfile:45")),
     "0.2.0 default config file": Fact(
         "config.yml", _at("0.2.0", "app/schemas/core/settings.py:336 (relative to WORKDIR /)")
+    ),
+    # ------------------------------------------------------------ the playground UI, 0.2.0
+    "ui 0.2.0 port": Fact(8501, _at("0.2.0", "scripts/startup_ui.sh:21-22 (streamlit run ... --server.port=8501)")),
+    "ui 0.2.0 max upload default": Fact("20", _at("0.2.0", "scripts/startup_ui.sh:5 (MAX_UPLOAD_SIZE MB)")),
+    "ui 0.2.0 extra args env": Fact("STREAMLIT_CMD_ARGS", _at("0.2.0", "scripts/startup_ui.sh:6, 27")),
+    "ui 0.2.0 migrations first": Fact(True, _at("0.2.0", "scripts/startup_ui.sh:13 (alembic upgrade head)")),
+    "ui 0.2.0 config file": Fact(
+        "/config.yml", _at("0.2.0", "ui/settings.py:96 (config.yml, relative to WORKDIR / of ui/Dockerfile:44)")
+    ),
+    "ui 0.2.0 variable pattern": Fact(r"\$\{[A-Z_][A-Z_0-9]*\}", _at("0.2.0", "ui/settings.py:110-114")),
+    "ui 0.2.0 required sections": Fact(("auth", "playground", "databases"), _at("0.2.0", "ui/settings.py:74-77")),
+    "ui 0.2.0 default database context": Fact("playground", _at("0.2.0", "ui/settings.py:49")),
+    "ui 0.2.0 sql databases with context playground": Fact(1, _at("0.2.0", "ui/settings.py:79-85")),
+    "ui 0.2.0 sql url prefixes": Fact(("postgresql", "sqlite"), _at("0.2.0", "ui/settings.py:32")),
+    "ui 0.2.0 user": Fact(1100, _at("0.2.0", "ui/Dockerfile:30-31, 43")),
+    "ui 0.2.0 page title": Fact("Albert playground", _at("0.2.0", "ui/main.py:10-11 (st.set_page_config)")),
+}
+
+
+# Streamlit, which the playground image runs (streamlit==1.45.1: albert-api@0.2.0 pyproject.toml:22).
+UI_FACTS: dict[str, Fact] = {
+    "streamlit health path": Fact(
+        "/_stcore/health",
+        "streamlit/streamlit@1.45.1 lib/streamlit/web/server/server.py (line not recorded; NEW_HEALTH_ENDPOINT "
+        "'_stcore/health', routed under server.baseUrlPath by make_url_path_regex; read on main)",
     ),
 }
 
@@ -125,6 +174,7 @@ VLLM = "vllm-project/vllm@v0.11.0"
 TEI = "huggingface/text-embeddings-inference@v1.8.0"
 WHISPER = "etalab-ia/whisper-openai-api@a7d1e0bef8cc5a1746b6b95d74ebe9050f5efe38"
 QDRANT = "qdrant/qdrant@v1.11.5"
+PROMETHEUS = "prometheus/prometheus@v2.53.2"  # the image albert-deploy pins (plan/monitoring.py)
 NOT_RECORDED = "(line not recorded)"
 TEI_1_8_VALUE_FLAGS = (
     "--model-id", "--revision", "--tokenization-workers", "--dtype", "--pooling", "--max-concurrent-requests",
@@ -132,6 +182,11 @@ TEI_1_8_VALUE_FLAGS = (
     "--default-prompt", "--dense-path", "--hf-api-token", "--hf-token", "--hostname", "--port", "-p",
     "--uds-path", "--huggingface-hub-cache", "--payload-limit", "--api-key", "--otlp-endpoint",
     "--otlp-service-name", "--prometheus-port", "--cors-allow-origin",
+)  # fmt: skip
+
+VLLM_LATENCY_BUCKETS = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0,
+    7680.0,
 )  # fmt: skip
 
 SERVER_FACTS: dict[str, Fact] = {
@@ -162,6 +217,32 @@ SERVER_FACTS: dict[str, Fact] = {
         "/root/.cache/huggingface",
         f"{VLLM} docker/Dockerfile:556-558 (root, no HF_HOME: the hub's ~/.cache/huggingface)",
     ),
+    # Metrics: served at /metrics on the API port, outside the /v1 prefix the key guards.
+    "vllm metrics path": Fact(
+        "/metrics", f"{VLLM} vllm/entrypoints/openai/api_server.py {NOT_RECORDED} (mount_metrics: Mount('/metrics'))"
+    ),
+    # Names and labels as prometheus_client renders them (a Counter gains _total). Lines counted in
+    # the copy stored for the search tools (vllm@005a810b, V1 engine, before v0.11.0).
+    "vllm metrics": Fact(
+        {
+            "labels": ("model_name", "engine"),
+            "counters": ("vllm:generation_tokens", "vllm:prompt_tokens"),
+            "histogram": "vllm:e2e_request_latency_seconds",
+            "gauges": ("vllm:kv_cache_usage_perc", "vllm:num_requests_running"),
+        },
+        f"{VLLM} vllm/v1/metrics/loggers.py {NOT_RECORDED} (PrometheusStatLogger; read in vllm@005a810b, "
+        "lines 168-169 labelnames, 189, 245, 278, 286 the gauges and counters)",
+    ),
+    "vllm latency buckets": Fact(
+        VLLM_LATENCY_BUCKETS,
+        f"{VLLM} vllm/v1/metrics/loggers.py {NOT_RECORDED} (request_latency_buckets, read in vllm@005a810b)",
+    ),
+    "vllm stream format": Fact(
+        ("text/event-stream", "chat.completion.chunk", "data: [DONE]\n\n"),
+        f"{VLLM} vllm/entrypoints/openai/api_server.py {NOT_RECORDED} (StreamingResponse media_type "
+        f"text/event-stream); vllm/entrypoints/openai/serving_chat.py {NOT_RECORDED} (one `data: <json>` event per "
+        "ChatCompletionStreamResponse, object chat.completion.chunk, first delta the role, then `data: [DONE]`)",
+    ),
     # ------------------------------------------------------------ TEI 1.8
     "tei port": Fact(80, f"{TEI} Dockerfile-cuda:120 (ENV PORT=80)"),
     "tei router default port": Fact(3000, f"{TEI} router/src/main.rs {NOT_RECORDED} (port default 3000)"),
@@ -178,6 +259,20 @@ SERVER_FACTS: dict[str, Fact] = {
     "tei listens once loaded": Fact(
         True,
         f"{TEI} router/src/http/server.rs:1848-1853 (TcpListener::bind, 'Ready', after lib.rs:239-261 load and warm-up)",
+    ),
+    # TEI's metrics are on its API port: the HTTP router builds the Prometheus recorder and drops
+    # the exporter future, so the listener on --prometheus-port (default 9000) never runs.
+    "tei metrics port": Fact(
+        "api",
+        f"{TEI} router/src/http/server.rs:1594-1596, 1748-1759 (GET /metrics among the public routes), 1699 "
+        "(`let (recorder, _) = prom_builder.build()`); router/src/main.rs:180-182 (--prometheus-port, default 9000); "
+        "router/src/prometheus.rs:42 (with_http_listener); router/src/lib.rs:321 (same lines at v1.8.3)",
+    ),
+    # metrics-exporter-prometheus: counters and histograms under these names, no model label.
+    "tei metrics": Fact(
+        {"counter": ("te_request_count", "te_request_success"), "label": "method", "histogram": "te_request_duration"},
+        f"{TEI} router/src/http/server.rs:177, 255 (method single|batch); router/src/lib.rs:602 (te_request_duration); "
+        "router/src/prometheus.rs:13-22 (35 buckets, 1e-5 x 1.5^k)",
     ),
     "tei user": Fact(None, f"{TEI} Dockerfile-cuda:116-142 (no USER line: root)"),
     "tei cache path": Fact("/data", f"{TEI} Dockerfile-cuda:120 (ENV HUGGINGFACE_HUB_CACHE=/data)"),
@@ -196,6 +291,9 @@ SERVER_FACTS: dict[str, Fact] = {
     "whisper bind host": Fact("0.0.0.0", f"{WHISPER} app/main.py:27-34 (uvicorn.run host='0.0.0.0')"),
     "whisper listens once loaded": Fact(
         True, f"{WHISPER} app/main.py:27-34 (uvicorn runs the lifespan, app/utils/lifespan.py:18-37, before it binds)"
+    ),
+    "whisper metrics": Fact(
+        None, f"{WHISPER} app/main.py:19-21 (routers: monitoring (/health only), models, audio; no /metrics)"
     ),
     "whisper user": Fact("1100", f"{WHISPER} app/Dockerfile:12-16 (useradd --uid 1100 whisper; USER whisper)"),
     "whisper cache path": Fact("/home/whisper/.cache/huggingface", f"{WHISPER} compose.yml:9 (cache volume)"),
@@ -243,6 +341,11 @@ SERVER_FACTS: dict[str, Fact] = {
         f"{QDRANT} lib/collection/src/operations/snapshot_ops.rs:18-28 (snake_case; shard_transfer is serde(skip))",
     ),
     "qdrant upsert points": Fact(("PUT", "/collections/{name}/points"), f"{QDRANT} src/actix/api/update_api.rs:36"),
+    # ------------------------------------------------------------ Prometheus (the official image)
+    "prometheus image": Fact(
+        {"user": "nobody", "workdir": "/prometheus", "entrypoint": "/bin/prometheus", "shell": "busybox"},
+        f"{PROMETHEUS} Dockerfile:3 (FROM busybox), 17-24 (WORKDIR, USER nobody, ENTRYPOINT)",
+    ),
     "qdrant scroll points": Fact(
         ("POST", "/collections/{name}/points/scroll"), f"{QDRANT} src/actix/api/retrieve_api.rs:132"
     ),

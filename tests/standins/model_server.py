@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import io
 import ipaddress
+import json
 import os
 import random
 import socket
@@ -72,6 +73,10 @@ class Server:
     max_len: int = 4096
     started_at: float = field(default_factory=time.time)
     listening_at: float | None = None
+    # What /metrics reports: answered requests, tokens, and each request's duration in seconds.
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    durations: list[float] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- flags, as each real server reads them
@@ -220,6 +225,8 @@ class ModelHandler(common.Handler):
             return
         if path == "/health" and method == "GET":
             return self.send_raw(503 if s.fail == "never-healthy" else 200, b"", "application/json")
+        if path == "/metrics" and method == "GET" and F(f"{s.kind} metrics"):
+            return self.send_raw(200, metrics_text(s).encode(), "text/plain; version=0.0.4; charset=utf-8")
         handler = getattr(self, f"{s.kind}_routes")
         handler(method, path)
 
@@ -286,11 +293,16 @@ class ModelHandler(common.Handler):
         if s.fail == "wrong-shape":
             return self.send_json(200, {"id": "chatcmpl-standin", "object": "chat.completion", "choices": []})
         delay = float(os.environ.get("STANDIN_RESPONSE_DELAY") or 0)
+        started = time.monotonic()
         time.sleep(delay)
         words = f"Stand-in answer from {body['model']}.".split()
         limit = body.get("max_tokens") or body.get("max_completion_tokens") or len(words)
         content = " ".join(words[: max(1, int(limit))])
+        if body.get("stream") is True:
+            return self.stream_chat(body["model"], content.split(), "length" if int(limit) < len(words) else "stop")
         prompt = sum(tokens(str(m.get("content", ""))) for m in body["messages"] if isinstance(m, dict))
+        s.prompt_tokens, s.generated_tokens = s.prompt_tokens + prompt, s.generated_tokens + tokens(content)
+        s.durations.append(time.monotonic() - started)
         self.send_json(
             200,
             {
@@ -313,6 +325,26 @@ class ModelHandler(common.Handler):
                 },
             },
         )
+
+    def stream_chat(self, model: str, words: list[str], finish: str) -> None:
+        """Server-sent events as vLLM sends them (facts: "vllm stream format"): a role chunk, one chunk
+        per word, the finish chunk, then [DONE]; STANDIN_STREAM_INTERVAL seconds apart (default 0.2)."""
+        interval = float(os.environ.get("STANDIN_STREAM_INTERVAL") or 0.2)
+        self.send_response(200)
+        self.send_header("Content-Type", F("vllm stream format")[0])
+        self.end_headers()  # HTTP/1.0: the body ends when the connection closes
+        created = int(time.time())
+        deltas = [({"role": "assistant", "content": ""}, None)]
+        deltas += [({"content": w if i == 0 else " " + w}, None) for i, w in enumerate(words)]
+        deltas.append(({}, finish))
+        for delta, reason in deltas:
+            chunk = {"id": "chatcmpl-standin", "object": F("vllm stream format")[1], "created": created, "model": model,
+                     "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]}  # fmt: skip
+            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            self.wfile.flush()
+            time.sleep(interval)
+        self.wfile.write(F("vllm stream format")[2].encode())
+        self.wfile.flush()
 
     # ---- TEI
     def tei_routes(self, method: str, path: str) -> None:
@@ -364,7 +396,9 @@ class ModelHandler(common.Handler):
             )
         if s.reranker:
             return self.model_error("embeddings")
+        started = time.monotonic()
         vectors = [fake_vector(t, s.dim) for t in texts]
+        s.durations.append(time.monotonic() - started)
         if s.fail == "wrong-shape":
             vectors = [[str(v) for v in vec] for vec in vectors]
         if not openai:
@@ -445,6 +479,41 @@ class ModelHandler(common.Handler):
         if fields.get("response_format", (b"json", None, None))[0] == b"text":
             return self.send_text(200, text)
         self.send_json(200, {"text": text})
+
+
+# ---------------------------------------------------------------- /metrics, in each server's text format
+def _histogram(name: str, labels: str, buckets: list[float], values: list[float]) -> list[str]:
+    sep = "," if labels else ""
+    lines = [f'{name}_bucket{{{labels}{sep}le="{b!r}"}} {sum(v <= b for v in values)}' for b in buckets]
+    lines.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {len(values)}')
+    tail = f"{{{labels}}}" if labels else ""
+    return [*lines, f"{name}_sum{tail} {sum(values)!r}", f"{name}_count{tail} {len(values)}"]
+
+
+def metrics_text(s: Server) -> str:
+    """vLLM: prometheus_client's rendering (counters gain _total; labels model_name, engine); TEI:
+    metrics-exporter-prometheus's (no model label, 35 geometric duration buckets). facts.py has the names."""
+    if s.kind == "vllm":
+        m = F("vllm metrics")
+        labels = f'model_name="{s.served[0]}",engine="0"'
+        gen, prompt = m["counters"]  # type: ignore[index]
+        kv, running = m["gauges"]  # type: ignore[index]
+        latency = m["histogram"]  # type: ignore[index]
+        lines = [f"# TYPE {gen}_total counter", f"{gen}_total{{{labels}}} {float(s.generated_tokens)!r}",
+                 f"# TYPE {prompt}_total counter", f"{prompt}_total{{{labels}}} {float(s.prompt_tokens)!r}",
+                 f"# TYPE {kv} gauge", f"{kv}{{{labels}}} 0.0", f"# TYPE {running} gauge", f"{running}{{{labels}}} 0.0",
+                 f"# TYPE {latency} histogram",
+                 *_histogram(latency, labels, list(F("vllm latency buckets")), s.durations)]  # type: ignore[arg-type]  # fmt: skip
+    else:
+        m = F("tei metrics")
+        count, success = m["counter"]  # type: ignore[index]
+        duration = m["histogram"]  # type: ignore[index]
+        buckets = [1e-5 * 1.5**k for k in range(1, 36)]
+        n = len(s.durations)
+        lines = [f"# TYPE {count} counter", f'{count}{{method="single"}} {n}', f"# TYPE {success} counter",
+                 f'{success}{{method="single"}} {n}', f"# TYPE {duration} histogram",
+                 *_histogram(duration, "", buckets, s.durations)]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -83,3 +83,41 @@ def login(url: str, timeout: float) -> None:
                 _scram(sock, password)
             elif code != SASL_FINAL:
                 raise OSError(f"unexpected postgres message {kind!r} {code}")
+
+
+def query(url: str, sql: str, timeout: float = 10) -> list[list[str | None]]:
+    """Rows of one simple query (text format), after the same login; raises OSError on an error."""
+    parts = urlsplit(url)
+    user = unquote(parts.username or "")
+    database = parts.path.lstrip("/") or user
+    with socket.create_connection((parts.hostname or "localhost", parts.port or 5432), timeout=timeout) as sock:
+        body = struct.pack("!I", 196608) + f"user\0{user}\0database\0{database}\0\0".encode()
+        sock.sendall(struct.pack("!I", len(body) + 4) + body)
+        password = unquote(parts.password or "")
+        while True:
+            kind, payload = _read(sock)
+            if kind == b"Z":
+                break
+            code = struct.unpack("!I", payload[:4])[0] if kind == b"R" else None
+            if code == CLEARTEXT:
+                _send(sock, password.encode() + b"\0")
+            elif code == MD5:
+                inner = hashlib.md5(password.encode() + user.encode()).hexdigest().encode()
+                _send(sock, b"md5" + hashlib.md5(inner + payload[4:8]).hexdigest().encode() + b"\0")
+            elif code == SASL:
+                _scram(sock, password)
+        text = sql.encode() + b"\0"
+        sock.sendall(b"Q" + struct.pack("!I", len(text) + 4) + text)
+        rows: list[list[str | None]] = []
+        while True:
+            kind, payload = _read(sock)
+            if kind == b"Z":
+                return rows
+            if kind == b"D":
+                count, at, row = struct.unpack("!H", payload[:2])[0], 2, []
+                for _ in range(count):
+                    size = struct.unpack("!i", payload[at : at + 4])[0]
+                    at += 4
+                    row.append(None if size < 0 else payload[at : at + size].decode())
+                    at += max(size, 0)
+                rows.append(row)

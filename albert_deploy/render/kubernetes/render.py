@@ -25,6 +25,7 @@ from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Joined, Ref
 from albert_deploy.render import envfile, output
 from albert_deploy.render.files import Rendered, to_yaml_scalar
+from albert_deploy.render.kubernetes.ingress import ingress, without_front
 from albert_deploy.render.kubernetes.names import labels
 from albert_deploy.render.kubernetes.objects import (
     CONFIG_KEY,
@@ -46,6 +47,7 @@ DEPLOYMENTS_FILE = "deployments.yaml"
 STATEFULSETS_FILE = "statefulsets.yaml"
 SERVICES_FILE = "services.yaml"
 KUSTOMIZATION_FILE = "kustomization.yaml"
+INGRESS_FILE = "ingress.yaml"
 GENERATED = (APP_DIR, DATA_DIR, SECRET_FILE)
 COMPOSE_FILES = ("compose.yml", ".env")
 
@@ -89,6 +91,13 @@ def _render(plan: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
             "balancer and one-at-a-time replacement are Compose-only). Remove `replicas` for this target, "
             "or scale its Deployment behind its Service yourself"
         )
+    if plan.monitoring is not None:
+        raise RenderError(
+            f"{plan.source}: `monitoring` is Compose-only: the Kubernetes target does not render Prometheus, Grafana "
+            "or dcgm-exporter. Remove `monitoring` for this target and use the kube-prometheus stack (Prometheus "
+            "Operator, with NVIDIA's dcgm-exporter Helm chart on GPU nodes) to scrape the servers' /metrics"
+        )
+    plan = without_front(plan)
     manifests = layout(plan)
     secrets = secret_values(plan, previous)
     env = _environment()
@@ -112,6 +121,9 @@ def _render(plan: Plan, previous: dict[str, str]) -> tuple[Rendered, Layout]:
         if workloads:
             app[name] = render(name, workloads=workloads)
     app[SERVICES_FILE] = render(SERVICES_FILE, workloads=manifests.workloads)
+    front = ingress(manifests.plan, manifests.names)
+    if front:
+        app[INGRESS_FILE] = render(INGRESS_FILE, ingress=front, labels=labels(front.name, "front", manifests.instance))
     app[KUSTOMIZATION_FILE] = render(KUSTOMIZATION_FILE, resources=list(app), part=APP_DIR)
     files = {f"{DATA_DIR}/{n}": t for n, t in data.items()}
     files[SECRET_FILE] = render(SECRET_FILE, name=GENERATED_SECRET, secrets=secrets,

@@ -124,7 +124,7 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
     gpus = gpu_count(s)
     kind, volumes, mounts, claim = "Deployment", [], [], None
     for m in s.mounts:
-        if m.is_bind and s.role == "api" and Path(m.volume).name == CONFIG_KEY:
+        if m.is_bind and s.role in ("api", "playground") and Path(m.volume).name == CONFIG_KEY:
             volumes.append(Volume("config", config_map=CONFIG_MAP))
             mounts.append(VolumeMount("config", m.target, sub_path=CONFIG_KEY, read_only=True))
         elif not m.is_bind and s.role == "database":
@@ -189,7 +189,7 @@ def _workload(s: Service, ctx: _Ctx) -> Workload:
         tolerations=tuple(_toleration(t) for t in tolerations),
         fs_group=_fs_group(s),
         # A changed config rolls the API (a subPath mount never sees ConfigMap updates).
-        annotations={"albert-deploy/config-sha256": ctx.config_hash} if s.role == "api" else {},
+        annotations={"albert-deploy/config-sha256": ctx.config_hash} if s.role in ("api", "playground") else {},
     )
 
 
@@ -252,7 +252,7 @@ def _wait_container(api: Service, ctx: _Ctx) -> Container:
     targets: list[dict[str, Any]] = []
     env: list[EnvVar] = []
     for s in ctx.plan.services:
-        if s.role == "api":
+        if s.name not in api.depends_on:  # not what starts after it (the playground)
             continue
         name = ctx.names[s.name]
         port = _container_port(s)[1]
