@@ -87,6 +87,10 @@ OUTPUT = click.option(
     help="Directory of the rendered compose.yml, config.yml and .env.",
 )  # fmt: skip
 PROJECT = click.option("-p", "--project", default=None, help="Compose project name (default: the profile's `project`).")
+PARALLEL_PULLS = click.option(
+    "--parallel-pulls", type=click.IntRange(min=1), default=4, show_default=True, metavar="N",
+    help="Image pulls (and model downloads) at once. An image already here is not pulled again.",
+)  # fmt: skip
 NO_GPUS = click.option(
     "--no-gpus", is_flag=True,
     help="Start GPU services without their GPU reservations (a dry run of a GPU profile on a machine without GPUs). "
@@ -102,12 +106,13 @@ NO_GPUS = click.option(
 @click.option("--dry-run", is_flag=True, help="Only say what would be done (same as `diff`).")
 @NO_GPUS
 @click.option("--timeout", "timeouts", multiple=True, metavar="[SERVICE=]SECONDS",
-              help="Seconds to wait for services to turn healthy "
+              help="Seconds to wait for services to turn healthy, counted from their start, after any pull "
                    "(default: from each health check's start period). Repeatable.")  # fmt: skip
+@PARALLEL_PULLS
 @JSON
 def up(
     profile: str | None, output: Path, detach: bool, dry_run: bool, no_gpus: bool,
-    timeouts: tuple[str, ...], as_json: bool,
+    timeouts: tuple[str, ...], parallel_pulls: int, as_json: bool,
 ) -> None:  # fmt: skip
     """Render PROFILE into OUTPUT, then create or update the stack until every service is healthy."""
     from albert_deploy import commands
@@ -116,7 +121,7 @@ def up(
     # With --json, stdout carries only the result: progress goes to stderr.
     reporter = EventLines(sys.stderr) if as_json else reporter_for(sys.stdout)
     result = run(lambda: commands.up(profile, output, no_gpus=no_gpus, timeouts=timeouts, detach=detach,
-                                     dry_run=dry_run, reporter=reporter))  # fmt: skip
+                                     dry_run=dry_run, reporter=reporter, parallel_pulls=parallel_pulls))  # fmt: skip
     emit(result, as_json, views.diff_text if dry_run else views.up_text)
 
 
@@ -209,8 +214,9 @@ def check(profile: str | None, output: Path, timeout: float, as_json: bool) -> N
 @cli.command()
 @PROFILE
 @OUTPUT
+@PARALLEL_PULLS
 @JSON
-def pull(profile: str | None, output: Path, as_json: bool) -> None:
+def pull(profile: str | None, output: Path, parallel_pulls: int, as_json: bool) -> None:
     """Pull every image PROFILE needs and download every hosted model into its server's cache volume.
 
     The Hugging Face token is read from HF_TOKEN in the environment, else from OUTPUT/.env; it
@@ -219,7 +225,7 @@ def pull(profile: str | None, output: Path, as_json: bool) -> None:
     from albert_deploy.converge.progress import EventLines, reporter_for
 
     reporter = EventLines(sys.stderr) if as_json else reporter_for(sys.stdout)
-    result = run(lambda: commands.pull(profile, output, reporter=reporter))
+    result = run(lambda: commands.pull(profile, output, reporter=reporter, parallel=parallel_pulls))
     emit(result, as_json, views.pull_text)
 
 

@@ -1,20 +1,20 @@
 """One function per CLI command: profile -> plan -> render -> apply, returning plain data.
 
-The CLI only parses options, calls one of these and prints what it returns.
+The CLI only parses options, calls one of these and prints what it returns. Each imports what it
+uses, when it runs: `up` with nothing to change loads neither the profile nor the Docker SDK.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from albert_deploy.errors import LockError
-from albert_deploy.plan.build import Plan, build_plan
-from albert_deploy.plan.spec import gpus_text
-from albert_deploy.profile.load import DEFAULT_PROFILE, load_profile, profile_json_schema
-from albert_deploy.profile.lock import Lock, read_lock, write_lock
-from albert_deploy.render.files import existing_env, render_plan, write_rendered
-from albert_deploy.resources import default_profile_text
+
+if TYPE_CHECKING:
+    from albert_deploy.plan.build import Plan
+    from albert_deploy.profile.lock import Lock
+    from albert_deploy.profile.model import Profile
 
 
 def load(profile_path: str | None, pinned: bool = True) -> Plan:
@@ -24,7 +24,16 @@ def load(profile_path: str | None, pinned: bool = True) -> Plan:
 
 def load_locked(profile_path: str | None, pinned: bool = True) -> tuple[Plan, Lock | None]:
     """``load``, and the lock file it read (None: no lock file, or not ``pinned``)."""
-    profile = load_profile(profile_path)
+    from albert_deploy.profile.load import load_profile
+
+    return _planned(load_profile(profile_path), profile_path, pinned)
+
+
+def _planned(profile: Profile, profile_path: str | None, pinned: bool = True) -> tuple[Plan, Lock | None]:
+    from albert_deploy.plan.build import build_plan
+    from albert_deploy.profile.load import DEFAULT_PROFILE
+    from albert_deploy.profile.lock import read_lock
+
     lock = read_lock(profile_path) if pinned else None
     plan = build_plan(profile, profile_path or DEFAULT_PROFILE, lock.pins if lock else None, lock.ids if lock else None)
     return plan, lock
@@ -35,6 +44,8 @@ def validate(profile_path: str | None) -> dict[str, Any]:
 
 
 def render(profile_path: str | None, out_dir: Path, target: str = "compose") -> dict[str, Any]:
+    from albert_deploy.render.files import existing_env, render_plan, write_rendered
+
     plan = load(profile_path)
     if target == "kubernetes":
         from albert_deploy.render.kubernetes.render import render_into
@@ -49,6 +60,7 @@ def placement(profile_path: str | None) -> dict[str, Any]:
     """Which GPU each model gets, its memory budget and the derived server flags."""
     from albert_deploy.placement.report import format_placement, placement_report
     from albert_deploy.plan.build import place_models
+    from albert_deploy.profile.load import DEFAULT_PROFILE, load_profile
 
     source = profile_path or DEFAULT_PROFILE
     placed = place_models(load_profile(profile_path), source)
@@ -56,6 +68,8 @@ def placement(profile_path: str | None) -> dict[str, Any]:
 
 
 def schema() -> dict[str, Any]:
+    from albert_deploy.profile.load import profile_json_schema
+
     return profile_json_schema()
 
 
@@ -71,19 +85,34 @@ def up(
     detach: bool = False,
     dry_run: bool = False,
     reporter: Any = None,
+    parallel_pulls: int = 4,
 ) -> dict[str, Any]:
-    """Render into ``out_dir``, then converge the stack (``dry_run``: say what would change)."""
-    from albert_deploy.converge import apply
+    """Render into ``out_dir``, then converge the stack (``dry_run``: say what would change).
+
+    When the previous ``up`` left a stamp that still holds, nothing is loaded (``converge.fastpath``)."""
+    from albert_deploy.converge import fastpath
 
     if dry_run:
         return diff(profile_path, out_dir, no_gpus=no_gpus)
-    plan = load(profile_path)
+    inputs = fastpath.Inputs(profile_path, out_dir, no_gpus)
+    same = None if timeouts else fastpath.unchanged(inputs, detach, reporter)  # --timeout is checked in full
+    if same is not None:
+        return same
+    fastpath.forget(out_dir)  # a failed `up` leaves no stamp
+    from albert_deploy.converge import apply
+    from albert_deploy.profile.load import load_profile
+
+    profile = load_profile(profile_path)
+    plan = _planned(profile, profile_path)[0]
     applied = apply.prepare(plan, out_dir, write=True, no_gpus=no_gpus)
     if plan.offline:  # refuse now rather than hang on a download inside a container
         from albert_deploy.airgap import offline as airgap
 
         airgap.refuse_missing_offline(plan, applied)
-    return apply.up(applied, timeouts=timeouts, detach=detach, reporter=reporter)
+    # The host's GPUs (`gpus: auto`) are an input no file records: such a profile gets no stamp.
+    remember = inputs if profile.gpus != "auto" and not plan.offline else None
+    return apply.up(applied, timeouts=timeouts, detach=detach, reporter=reporter, parallel_pulls=parallel_pulls,
+                    remember=remember)  # fmt: skip
 
 
 def diff(profile_path: str | None, out_dir: Path, *, no_gpus: bool = False) -> dict[str, Any]:
@@ -142,17 +171,18 @@ def check(profile_path: str | None, out_dir: Path, *, timeout: float = 10.0) -> 
 # --- air-gapped operations: pull, lock, bundle, load ---------------------------------------------
 
 
-def pull(profile_path: str | None, out_dir: Path, reporter: Any = None) -> dict[str, Any]:
-    """Pull every image, then download every hosted model into its server's cache volume."""
+def pull(profile_path: str | None, out_dir: Path, reporter: Any = None, parallel: int = 4) -> dict[str, Any]:
+    """Pull every image not already here, then download every hosted model into its server's cache volume."""
     from albert_deploy.airgap import offline as airgap
     from albert_deploy.converge import apply
 
-    return airgap.pull(apply.prepare(load(profile_path), out_dir, write=False), reporter)
+    return airgap.pull(apply.prepare(load(profile_path), out_dir, write=False), reporter, parallel)
 
 
 def lock(profile_path: str | None) -> dict[str, Any]:
     """Resolve every image of the profile (as written, not as locked) to its digest; write the lock file."""
     from albert_deploy.airgap import offline as airgap
+    from albert_deploy.profile.lock import write_lock
 
     plan = load(profile_path, pinned=False)
     entries = airgap.lock_entries([s.image for s in plan.services])
@@ -165,6 +195,8 @@ def bundle(profile_path: str | None, target: Path) -> dict[str, Any]:
     from albert_deploy.airgap import assets
     from albert_deploy.airgap import bundle as archive
     from albert_deploy.converge import engine
+    from albert_deploy.render.files import render_plan
+    from albert_deploy.resources import default_profile_text
 
     plan, locked = load_locked(profile_path)
     # compose.yml and config.yml hold ${NAME} references only: they do not depend on this host's .env.
@@ -221,6 +253,8 @@ def restore(path: Path, profile_path: str | None) -> dict[str, Any]:
 
 
 def _summary(plan: Plan) -> dict[str, Any]:
+    from albert_deploy.plan.spec import gpus_text
+
     return {
         "profile": plan.source,
         "project": plan.project,

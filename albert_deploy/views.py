@@ -130,7 +130,8 @@ def render_kubernetes_text(result: dict[str, Any]) -> str:
 
 
 def pull_text(result: dict[str, Any]) -> str:
-    lines = [f"Pulled {len(result['images'])} image(s):", *(f"  {i['image']}" for i in result["images"])]
+    lines = [f"Pulled {sum(1 for i in result['images'] if i.get('pulled', True))} image(s):"]
+    lines += [f"  {i['image']}" + ("" if i.get("pulled", True) else " (already here)") for i in result["images"]]
     if result["models"]:
         lines.append(f"Downloaded {len(result['models'])} model(s) with {result['downloader']} "
                      f"(Hugging Face token {result['token']}):")  # fmt: skip

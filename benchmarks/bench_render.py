@@ -1,5 +1,10 @@
-"""Whole-process time of `albert-deploy render`: the default profile, and synthetic profiles of
-25 to 200 models, with a linear fit to show how time grows with the number of models. Prints figures; not a test.
+"""Whole-process time of `albert-deploy render` (default profile) against the import floor: a process
+that only imports pydantic, jinja2, yaml and click. Prints the floor, the render time and the ratio
+(target <= 1.5). Prints figures; not a test. Scaling with the number of models: bench_scale.py.
+
+Both commands alternate (floor, render, floor, render, ...) so that a busy machine disturbs both alike;
+the figures are medians. Bytecode is cached in a temporary PYTHONPYCACHEPREFIX for both, as an installed
+package has its .pyc files (PYTHONDONTWRITEBYTECODE would otherwise make every run compile our modules).
 
 Run: python benchmarks/bench_render.py [--repeat N]
 """
@@ -7,6 +12,8 @@ Run: python benchmarks/bench_render.py [--repeat N]
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -14,67 +21,53 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+FLOOR = "import pydantic, jinja2, yaml, click"
 
 
-def synthetic_profile(models: int) -> dict[str, object]:
-    # TEI on CPU needs no GPU inventory: the cost measured is profile -> plan -> render -> write.
-    return {
-        "project": "bench",
-        "models": [
-            {"model": "intfloat/multilingual-e5-large", "name": f"e5-{i}", "gpus": "cpu"} for i in range(models)
-        ],
-    }
+def child_env(pycache: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": str(pycache)}
 
 
-def time_render(profile: Path | None, out: Path, repeat: int) -> tuple[float, float]:
-    """(best, median) wall time of the whole process; the best is the least disturbed by noise."""
-    command = [sys.executable, "-m", "albert_deploy", "render", "-o", str(out)] + ([str(profile)] if profile else [])
-    subprocess.run(command, check=True, capture_output=True)  # warm the page cache and .env
-    times = []
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of the whole child process; CPU time (user + system) suffers less from a busy machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+def measure(commands: dict[str, list[str]], repeat: int, env: dict[str, str]) -> dict[str, list[tuple[float, float]]]:
+    """Each command ``repeat`` times, in alternation, after one warm-up run each (page cache, .pyc, .env)."""
+    for command in commands.values():
+        timed(command, env)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
+        for name, command in commands.items():
+            times[name].append(timed(command, env))
+    return times
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeat", type=int, default=11)
     repeat = parser.parse_args().repeat
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        startup = min(_time([sys.executable, "-c", "pass"]) for _ in range(repeat))
-        best, median = time_render(None, root / "default", repeat)
-        print(f"interpreter start alone (best)   {startup * 1000:7.1f} ms")
-        print(f"render, default profile          {best * 1000:7.1f} ms best, {median * 1000:.1f} ms median"
-              "  (target < 300 ms, process included)")  # fmt: skip
-        sizes = (25, 50, 100, 150, 200)
-        timings = []
-        for n in sizes:
-            path = root / f"p{n}.yaml"
-            path.write_text(yaml.safe_dump(synthetic_profile(n)))
-            timings.append(time_render(path, root / f"out{n}", repeat)[0])
-            print(f"render, {n:3d} models (best)        {timings[-1] * 1000:7.1f} ms")
-        slope, intercept, r2 = _fit(sizes, timings)
-        print(f"linear fit: {slope * 1000:.2f} ms per model + {intercept * 1000:.0f} ms, R^2 = {r2:.3f} (1.0 = linear)")
-
-
-def _fit(xs: tuple[int, ...], ys: list[float]) -> tuple[float, float, float]:
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-    intercept = my - slope * mx
-    ss_res = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True))
-    ss_tot = sum((y - my) ** 2 for y in ys)
-    return slope, intercept, 1 - ss_res / ss_tot
-
-
-def _time(command: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(command, check=True)
-    return time.perf_counter() - start
+        env = child_env(Path(tmp) / "pycache")
+        commands = {
+            "floor": [sys.executable, "-c", FLOOR],
+            "render": [sys.executable, "-m", "albert_deploy", "render", "-o", str(Path(tmp) / "deploy")],
+        }
+        times = measure(commands, repeat, env)
+    for column, label in ((0, "wall"), (1, "CPU (user+sys)")):
+        floor = statistics.median(t[column] for t in times["floor"])
+        render = statistics.median(t[column] for t in times["render"])
+        print(f"{label}, median of {repeat} alternating runs:")
+        print(f"  import floor ({FLOOR})  {floor * 1000:7.1f} ms")
+        print(f"  albert-deploy render, default profile       {render * 1000:7.1f} ms")
+        print(f"  ratio render / floor                        {render / floor:7.2f}  (target <= 1.5)")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ class FakeApi:
         self.served: dict[str, bytes] = {}  # URL -> body, for the release-asset download script
         self.run: Callable[[dict[str, Any]], tuple[int, str]] = self._default_run
         self._ids = itertools.count(1)
+        self.pullable: set[str] = set()  # references a pull finds in the "registry"
+        self.pulls: list[str] = []  # every pull asked for, in order
+        self.on_pull: Callable[[str], None] = lambda ref: None  # runs inside each pull (a test's delay)
 
     # --- images ---
     def add_image(self, ref: str, image_id: str, tags: list[str] | None = None) -> None:
@@ -62,6 +65,16 @@ class FakeApi:
         if ref not in self.images:
             raise docker.errors.ImageNotFound(f"No such image: {ref}")
         return self.images[ref]
+
+    def pull(self, repository: str, tag: str | None = None, **_: Any) -> Iterator[dict[str, Any]]:
+        ref = f"{repository}:{tag or 'latest'}"
+        self.pulls.append(ref)
+        self.on_pull(ref)
+        if ref not in self.pullable:
+            yield {"error": f"pull access denied for {repository}"}
+            return
+        yield {"id": "layer", "progressDetail": {"current": 1, "total": 1}}
+        self.add_image(ref, "sha256:" + hashlib.sha256(ref.encode()).hexdigest())
 
     def _url(self, path: str) -> str:
         return path

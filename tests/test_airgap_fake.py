@@ -90,17 +90,17 @@ def test_pull_takes_everything_from_the_plan(
 ) -> None:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     pulled = mock.create_autospec(
-        images.pull_all, side_effect=lambda c, refs, r: [{"image": i, "id": "x"} for i in refs]
+        images.pull_all, side_effect=lambda c, refs, r, parallel: [{"image": i, "id": "x"} for i in refs]
     )
     monkeypatch.setattr(images, "pull_all", pulled)
     profile = standins_profile(
         tmp_path, images={**yaml.safe_load(FULL.read_text())["images"], "downloader": "mirror/dl:1"}
     )
-    result = CliRunner().invoke(cli, ["pull", str(profile), "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(cli, ["pull", str(profile), "-o", str(tmp_path / "out"), "--parallel-pulls", "2"])
     assert result.exit_code == 0, result.output
     plan = commands.load(str(profile))
     wanted = sorted({s.image for s in plan.services} | {"mirror/dl:1"})
-    assert pulled.call_args.args[1] == wanted
+    assert pulled.call_args.args[1:] == (wanted, mock.ANY, 2)
     assert {c["image"] for c in client.api.containers.values()} == {"mirror/dl:1"}
     assert sorted(c["command"][0] for c in client.api.containers.values()) == sorted(
         [*(j.model_id for j in plan.caches), ASSET.url]

@@ -118,7 +118,7 @@ def test_apply_entry_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_images_pull_resolve_and_lock(tmp_path: Path) -> None:
     client = FakeClient(FakeApi(images={"a:1": "sha256:a"}, pullable={"b:2"}))
-    assert images.pull_all(client, ["b:2"], Silent()) == [{"image": "b:2", "id": "sha256:pulled"}]
+    assert images.pull_all(client, ["b:2"], Silent()) == [{"image": "b:2", "id": "sha256:pulled", "pulled": True}]
     assert images.resolve(client, "a:1") == {"digest": None, "pinned": None, "id": "sha256:a", "local_only": True}
     with pytest.raises(LockError, match="pull it first"):
         client.api.inspect_distribution = lambda ref: (_ for _ in ()).throw(  # type: ignore[attr-defined]

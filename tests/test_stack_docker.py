@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from albert_deploy import commands
 from albert_deploy.cli import cli
+from albert_deploy.converge import fastpath
 from albert_deploy.converge.containers import PROJECT
 from tests.helpers import FULL, SMALL, Deployment, compose_binary, free_port, remove_project
 
@@ -66,6 +67,8 @@ def test_up_converges_like_docker_compose(deploy: Callable[..., Deployment]) -> 
     second = d.up("--no-gpus")
     assert time.monotonic() - t0 < 2.0
     assert second["changes"] == 0 and d.ids() == ids
+    # That was the stamp's shortcut: one listing over the daemon's socket finds the stack as the first up left it.
+    assert fastpath.unchanged(fastpath.Inputs(str(d.profile), d.out, no_gpus=True)) is not None
     status = json.loads(d.cli("status", "--no-gpus", "--json").stdout)
     assert not status["drift"] and {r["drift"] for r in status["services"]} == {"none"}
 

@@ -41,12 +41,18 @@ CHECK_SCRIPT = 'for d in "$1"/snapshots/*/; do [ -d "$d" ] && exit 0; done; exit
 
 
 def download_all(
-    client: Any, project: str, todo: list[ModelCache], image: str, token: str | None, reporter: Reporter
+    client: Any,
+    project: str,
+    todo: list[ModelCache],
+    image: str,
+    token: str | None,
+    reporter: Reporter,
+    parallel: int = 4,
 ) -> list[dict[str, Any]]:
-    """Download every model in parallel; one row per model. Raises on the first failure, after all finished."""
+    """Download every model, ``parallel`` at a time; one row per model. Raises on the first failure, after all finished."""
     for job in todo:
         engine.ensure_volume(client, project, job.volume)
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         futures = [pool.submit(_download, client, project, job, image, token, reporter) for job in todo]
         rows = [f.result() for f in futures]
     failed = [r for r in rows if not r["ok"]]

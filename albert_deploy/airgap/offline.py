@@ -14,8 +14,9 @@ from albert_deploy.errors import OfflineError
 from albert_deploy.plan.build import Plan
 
 
-def pull(applied: Applied, reporter: Reporter | None = None) -> dict[str, Any]:
-    """Every image the plan needs (and the downloader's), then every hosted model's weights."""
+def pull(applied: Applied, reporter: Reporter | None = None, parallel: int = images.PARALLEL_PULLS) -> dict[str, Any]:
+    """Every image the plan needs (and the downloader's) not already here, then every hosted model's
+    weights: ``parallel`` pulls, then ``parallel`` downloads, at a time."""
     reporter = reporter or Silent()
     client = engine.connect()
     plan = applied.plan
@@ -26,8 +27,8 @@ def pull(applied: Applied, reporter: Reporter | None = None) -> dict[str, Any]:
     token = os.environ.get("HF_TOKEN") or applied.env.get("HF_TOKEN") or None
     reporter.begin([*wanted, *(f"model {j.service}" for j in todo), *(f"asset {a.volume}" for a in plan.assets)])
     try:
-        pulled = images.pull_all(client, wanted, reporter)
-        downloads = modelcache.download_all(client, plan.project, todo, downloader, token, reporter)
+        pulled = images.pull_all(client, wanted, reporter, parallel)
+        downloads = modelcache.download_all(client, plan.project, todo, downloader, token, reporter, parallel)
         fetched = assets.download_assets(client, plan.project, list(plan.assets), downloader, reporter)
     finally:
         reporter.end()

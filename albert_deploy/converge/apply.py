@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from albert_deploy.converge import desired
+from albert_deploy.converge import desired, fastpath
 from albert_deploy.errors import DeployError
 from albert_deploy.plan.build import Plan
 from albert_deploy.plan.spec import Service, gpus_text, reachable_host
@@ -81,7 +81,10 @@ def up(
     timeouts: tuple[str, ...] = (),
     detach: bool = False,
     reporter: Any = None,
+    parallel_pulls: int = 4,
+    remember: fastpath.Inputs | None = None,
 ) -> dict[str, Any]:
+    """Converge; with ``remember``, record the outcome for the next ``up``'s no-change check."""
     from albert_deploy.converge import engine, reconcile, runner, stackops
 
     limits = reconcile.parse_timeouts(timeouts)
@@ -102,9 +105,10 @@ def up(
         locked_ids=applied.plan.locked_ids,
         balancers=applied.plan.balancers,
         reload=stackops.balancer_reloader(client, applied.project.name),
+        parallel_pulls=parallel_pulls,
     )
     no_gpus = any(s.no_gpus for s in applied.project.services.values())
-    return {
+    summary = {
         "project": applied.project.name,
         "actions": [a.as_dict() for a in result.actions],
         "changes": _changes(result.actions),
@@ -113,6 +117,24 @@ def up(
         "detached": detach,
         "seconds": round(time.monotonic() - t0, 2),
     }
+    if remember is not None and fastpath.socket_path() is not None:
+        _remember(client, applied, remember, summary)
+    return summary
+
+
+def _remember(client: Any, applied: Applied, inputs: fastpath.Inputs, summary: dict[str, Any]) -> None:
+    from albert_deploy.converge.engine import list_containers
+    from albert_deploy.profile.lock import lock_path
+
+    project, plan = applied.project, applied.plan
+    rows = [
+        {"Id": c.id, "service": c.service, "config_hash": c.config_hash, "image": project.services[c.service].image,
+         "checked": project.services[c.service].healthcheck is not None}
+        for c in list_containers(client, project.name) if c.service in project.services
+    ]  # fmt: skip
+    env_text = (inputs.out_dir / ENV_FILE).read_text(encoding="utf-8")
+    names = fastpath.env_names([*plan.secrets, *plan.operator_env], env_text)
+    fastpath.write(inputs, str(lock_path(plan.source).resolve()), names, rows, summary)
 
 
 def _changes(actions: list[Any]) -> int:

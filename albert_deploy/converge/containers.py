@@ -14,12 +14,12 @@ from docker.utils import parse_bytes
 from albert_deploy import __version__
 from albert_deploy.catalog import HealthCheck
 from albert_deploy.converge.desired import Container, Mount, Port, Project
+from albert_deploy.converge.labels import CONFIG_HASH as CONFIG_HASH
+from albert_deploy.converge.labels import ONEOFF as ONEOFF
+from albert_deploy.converge.labels import PROJECT as PROJECT
+from albert_deploy.converge.labels import SERVICE as SERVICE
 
-PROJECT = "com.docker.compose.project"
-SERVICE = "com.docker.compose.service"
-ONEOFF = "com.docker.compose.oneoff"
 NUMBER = "com.docker.compose.container-number"
-CONFIG_HASH = "com.docker.compose.config-hash"
 VERSION = "com.docker.compose.version"
 WORKING_DIR = "com.docker.compose.project.working_dir"
 CONFIG_FILES = "com.docker.compose.project.config_files"

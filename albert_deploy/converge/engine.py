@@ -25,6 +25,8 @@ def connect() -> Any:
     """A client whose daemon answered, or a DockerError saying how to fix it."""
     try:
         client = docker.from_env(timeout=120, max_pool_size=32)
+        if client.api.base_url.startswith("http+docker://"):  # a local socket: no proxy applies, so
+            client.api.trust_env = False  # requests need not read the proxy variables at each call
         client.ping()
         return client
     except docker.errors.DockerException as err:

@@ -84,16 +84,32 @@ def _not_pullable(image: str, why: str) -> DockerError:
     )
 
 
-def pull_all(client: Any, images: list[str], reporter: Reporter) -> list[dict[str, Any]]:
-    """Pull every image (in parallel, progress under the image's own name); one row per image."""
+PARALLEL_PULLS = 4  # `--parallel-pulls` of `up` and `pull`
 
-    def one(image: str) -> dict[str, Any]:
-        image_id = pull(client, image, [image], reporter)
+
+def pull_missing(
+    client: Any, wanted: Mapping[str, list[str]], reporter: Reporter, parallel: int = PARALLEL_PULLS
+) -> dict[str, str]:
+    """Pull each image of ``wanted`` (image -> the services that use it, whose progress shows it),
+    ``parallel`` at a time; return their ids. Raises the first failure once every pull has ended."""
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        futures = {image: pool.submit(pull, client, image, services, reporter) for image, services in wanted.items()}
+        return {image: future.result() for image, future in futures.items()}
+
+
+def pull_all(
+    client: Any, images: list[str], reporter: Reporter, parallel: int = PARALLEL_PULLS
+) -> list[dict[str, Any]]:
+    """Pull every image not present here (by its reference), ``parallel`` at a time, progress under the
+    image's own name; one row per image, ``pulled`` false for one already present."""
+    present = image_ids(client, set(images))
+    for image in images:
+        if present[image]:
+            reporter.update(image, state="present", detail=str(present[image])[:19])
+    pulled = pull_missing(client, {i: [i] for i in images if not present[i]}, reporter, parallel)
+    for image, image_id in pulled.items():
         reporter.update(image, state="pulled", detail=image_id[:19])
-        return {"image": image, "id": image_id}
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(one, images))
+    return [{"image": i, "id": present[i] or pulled[i], "pulled": i in pulled} for i in images]
 
 
 def resolve(client: Any, image: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from albert_deploy.converge.engine import (
     remove_quietly,
     stop_and_remove,
 )
-from albert_deploy.converge.images import local_images, pull
+from albert_deploy.converge.images import PARALLEL_PULLS, local_images, pull_missing
 from albert_deploy.converge.operations import Operations
 from albert_deploy.converge.progress import Reporter, Silent
 from albert_deploy.converge.watch import Progress, Watch
@@ -74,12 +74,15 @@ def up(
     locked_ids: Mapping[str, str] | None = None,
     balancers: tuple[Balancer, ...] = (),
     reload: rolling.Reloader | None = None,
+    parallel_pulls: int = PARALLEL_PULLS,
 ) -> UpResult:
     """Converge ``project``: network, volumes, images, then containers in dependency order; the
     replicas behind a balancer one at a time (``rolling``; ``reload``: how to reload a balancer).
 
     ``locked_ids``: pinned reference -> locked image id (``images.local_images``): a loaded bundle's
-    images run by id, with the same labels and config hash as by their reference."""
+    images run by id, with the same labels and config hash as by their reference. Missing images are
+    pulled ``parallel_pulls`` at a time, before any container changes: each service's health timeout
+    starts when it starts, after every pull."""
     t0 = time.monotonic()
     reporter = reporter or Silent()
     reconcile.start_order({s: spec.depends_on for s, spec in project.services.items()})  # refuses cycles
@@ -91,8 +94,9 @@ def up(
         project.services[s].image == i for s in changing))  # fmt: skip
     reporter.begin([a.service for a in planned])
     try:
-        for image in missing:  # before anything changes: an unpullable image leaves the stack as it was
-            ids[image] = pull(client, image, [s for s, c in project.services.items() if c.image == image], reporter)
+        # Before anything changes: an unpullable image leaves the stack as it was.
+        users = {image: [s for s, c in project.services.items() if c.image == image] for image in missing}
+        ids.update(pull_missing(client, users, reporter, parallel_pulls))
         if missing:  # a pulled image may equal what already runs
             planned = reconcile.plan_actions(desired_state(project, ids), existing)
         network_created = ensure_network(client, project.name)

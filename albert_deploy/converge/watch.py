@@ -16,6 +16,10 @@ from albert_deploy.converge.operations import Operations
 from albert_deploy.errors import ServiceFailed
 
 POLL_S = 0.5  # fallback only: daemon events wake the loop at once
+# The events that change what a listing shows. Not the exec_* events of every health check (several per
+# second in a stack): each would wake a listing for nothing. The daemon matches health_status loosely,
+# so it stands for "health_status: healthy" too (moby daemon/events/filter.go, matchEvent).
+WAKING_EVENTS = ["start", "restart", "die", "kill", "stop", "oom", "pause", "unpause", "destroy", "health_status"]
 
 
 @dataclass
@@ -42,10 +46,11 @@ class Watch:
         self.died: dict[str, str] = {}  # container id -> exit code, from "die" events
 
     def follow(self) -> Any:
-        """Wake the loop on every event of the project (start, health_status, die...); close what
-        this returns to stop."""
+        """Wake the loop on every event of the project's containers that may change their state or health
+        (start, health_status, die...); close what this returns to stop."""
         label = f"{PROJECT}={self.ops.project.name}"
-        stream = self.ops.client.api.events(filters={"label": [label]}, decode=True)
+        filters = {"label": [label], "type": ["container"], "event": WAKING_EVENTS}
+        stream = self.ops.client.api.events(filters=filters, decode=True)
 
         def read() -> None:
             with contextlib.suppress(Exception):  # ends when the stream is closed

@@ -6,7 +6,7 @@ pull, bundle, the offline check) reads the profile again."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from albert_deploy import catalog
 from albert_deploy.errors import PlacementError, ProfileError
@@ -27,8 +27,10 @@ from albert_deploy.plan.spec import (
     reachable_host,
     server_url,
 )
-from albert_deploy.profile.kubernetes import Kubernetes
 from albert_deploy.profile.model import ExternalModel, HostedModel, Profile
+
+if TYPE_CHECKING:
+    from albert_deploy.profile.kubernetes import Kubernetes
 
 API_PORT = 8000  # every release's API listens here in its container (see releases/)
 # Client type the 0.1+ API uses for each hosted server.
@@ -60,12 +62,19 @@ class Plan:
     downloader_image: str = catalog.DOWNLOADER_IMAGE  # `pull` downloads the models' weights in it
     start_order: tuple[GpuStartOrder, ...] = ()  # per GPU, its servers in start steps
     balancers: tuple[replicas.Balancer, ...] = ()  # models with replicas: `up` replaces those one at a time
-    kubernetes: Kubernetes = field(default_factory=Kubernetes, compare=False)  # type: ignore[arg-type]
+    kubernetes_settings: Kubernetes | None = field(default=None, compare=False)  # None: the profile has none
     # Lock file: pinned ``repository@sha256:…`` -> its image id, for hosts where only the id resolves.
     locked_ids: dict[str, str] = field(default_factory=dict, compare=False)
     monitoring: MonitoringPlan | None = None  # Prometheus, Grafana, dcgm-exporter: what they scrape and show
     front: Front | None = None  # api.public: the TLS front door (its routes include the playground's)
     api_url: str = ""  # where clients reach the API: through the front door, or api.bind:api.port
+
+    @property
+    def kubernetes(self) -> Kubernetes:
+        """The profile's `kubernetes:` settings, or their defaults (built only for that target)."""
+        from albert_deploy.profile.kubernetes import Kubernetes
+
+        return self.kubernetes_settings or Kubernetes.model_validate({})
 
     @property
     def volumes(self) -> list[str]:
@@ -149,7 +158,7 @@ def build_plan(
         downloader_image=profile.images.get("downloader", catalog.DOWNLOADER_IMAGE),
         start_order=start_order,
         balancers=tuple(b for _, b in balancers),
-        kubernetes=profile.kubernetes,
+        kubernetes_settings=profile.kubernetes,
         locked_ids=dict(locked_ids or {}),
         monitoring=monitoring,
         front=door.front,

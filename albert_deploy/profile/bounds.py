@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, PlainValidator
 
 from albert_deploy.profile.strict import _LocatedError
 from albert_deploy.sizes import Size
@@ -94,3 +94,17 @@ def check_replica_names(models: list[tuple[int, str, int]], names: dict[str, int
             taken = names.get(f"{name}-{k}")
             if taken is not None:
                 raise _at(i, "replicas", f"its replica '{name}-{k}' has the name of models.{taken}: rename one")
+
+
+KUBERNETES_DESCRIPTION = "Namespace, storage, node selectors and tolerations for `render --target kubernetes`."
+
+
+def _kubernetes(value: Any) -> Any:
+    from albert_deploy.profile.kubernetes import Kubernetes
+
+    return value if isinstance(value, Kubernetes) else Kubernetes.model_validate(value)
+
+
+# The `kubernetes:` settings, validated on their own when present (None when absent): other commands
+# never build the Kubernetes models.
+LazyKubernetes = Annotated[Any, PlainValidator(_kubernetes)]

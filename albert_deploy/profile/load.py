@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,8 @@ from pydantic import ValidationError
 
 from albert_deploy.errors import ProfileError
 from albert_deploy.profile.api import Api
+from albert_deploy.profile.bounds import KUBERNETES_DESCRIPTION
 from albert_deploy.profile.gpus import Gpu, GpuPool
-from albert_deploy.profile.kubernetes import Kubernetes, Toleration
 from albert_deploy.profile.model import ENV_NAME_PATTERN, ExternalModel, HostedModel, Profile
 from albert_deploy.profile.strict import _LocatedError
 
@@ -132,6 +131,8 @@ def _first_error(err: ValidationError) -> str:
     elif first["type"] == "extra_forbidden":
         key = str(first["loc"][-1])
         loc = loc.rsplit(".", 1)[0] if "." in loc else ""
+        import difflib
+
         guess = difflib.get_close_matches(key, _all_keys(), n=1)
         message = f"unknown key '{key}'" + (
             f": did you mean '{guess[0]}'?" if guess else ": remove it (see `albert-deploy schema`)"
@@ -181,6 +182,8 @@ def _is_union_tag(part: Any) -> bool:
 
 
 def _all_keys() -> list[str]:
+    from albert_deploy.profile.kubernetes import Kubernetes, Toleration
+
     keys: set[str] = set()
     for model in (Profile, Api, HostedModel, ExternalModel, Gpu, GpuPool, Kubernetes, Toleration):
         keys.update(model.model_fields)
@@ -188,7 +191,16 @@ def _all_keys() -> list[str]:
 
 
 def profile_json_schema() -> dict[str, Any]:
-    schema = Profile.model_json_schema()
+    from pydantic import Field
+
+    from albert_deploy.profile.kubernetes import Kubernetes
+
+    class Documented(Profile):
+        # Profile validates `kubernetes:` lazily (profile/model.py); its schema is the Kubernetes model's.
+        __doc__ = Profile.__doc__
+        kubernetes: Kubernetes = Field(default_factory=Kubernetes, description=KUBERNETES_DESCRIPTION)  # type: ignore[arg-type]
+
+    schema = Documented.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "albert-deploy profile"
     return schema

@@ -18,7 +18,6 @@ from albert_deploy.profile.api import Api
 from albert_deploy.profile.bounds import ImageReference, Port, optional_int
 from albert_deploy.profile.front import PLAYGROUND_PORT
 from albert_deploy.profile.gpus import GpuInventory, declared_memory
-from albert_deploy.profile.kubernetes import Kubernetes
 from albert_deploy.profile.managed import check_key_variables, check_managed
 from albert_deploy.profile.monitoring import Monitoring, check_monitoring, from_yaml
 from albert_deploy.profile.strict import Strict, _at, _key
@@ -215,10 +214,9 @@ class Profile(Strict):
     health_interval: int = Field(
         10, ge=1, le=bounds.MAX_INTERVAL_S, strict=True, description="Seconds between health checks of every service."
     )
-    kubernetes: Kubernetes = Field(
-        default_factory=Kubernetes,  # type: ignore[arg-type]
-        description="Namespace, storage, node selectors and tolerations for `render --target kubernetes`.",
-    )
+    # A Kubernetes object, or None when absent: validated on its own, so that other commands never build
+    # the Kubernetes models. The schema names its type (profile/load.py: profile_json_schema).
+    kubernetes: bounds.LazyKubernetes = Field(None, description=bounds.KUBERNETES_DESCRIPTION)
     monitoring: Annotated[Monitoring | None, BeforeValidator(from_yaml)] = Field(
         None, description="Prometheus and Grafana for the stack (off unless present): see the README's Monitoring."
     )

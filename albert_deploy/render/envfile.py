@@ -9,9 +9,11 @@ quotes: such a value is refused rather than read differently from ``docker compo
 from __future__ import annotations
 
 import io
+import os
 import re
 import secrets
 import string
+from collections import ChainMap
 from collections.abc import Mapping
 
 from albert_deploy.errors import RenderError
@@ -27,27 +29,70 @@ _AMBIGUOUS = re.compile(r"\\\$|\$[A-Za-z_$]")
 _COMMENTED = re.compile(r"#\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=")
 
 
-def _bindings(text: str) -> list[tuple[str | None, str]]:
-    """(key or None, original text) per line group, in file order."""
+Binding = tuple[str | None, str | None, str]  # key or None, value or None, original text
+# Lines python-dotenv reads literally: KEY=value without quotes, spaces, `$`, `#` or `\`; comments; empty lines.
+_PLAIN_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=([\w.,:/@+-]*)|#[^\r\n]*|")
+
+
+def _bindings(text: str) -> list[Binding]:
+    """The bindings per line group, in file order: one pass of python-dotenv's parser, which logs the
+    lines it cannot parse as ``dotenv_values`` does (a .env as albert-deploy writes it: no import of it)."""
+    plain = _plain_bindings(text)
+    if plain is not None:
+        return plain
+    from dotenv.main import with_warn_for_invalid_lines
     from dotenv.parser import parse_stream
 
-    return [(b.key, b.original.string) for b in parse_stream(io.StringIO(text))]
+    return [(b.key, b.value, b.original.string) for b in with_warn_for_invalid_lines(parse_stream(io.StringIO(text)))]
+
+
+def _plain_bindings(text: str) -> list[Binding] | None:
+    """What python-dotenv's parser returns for a .env of plain lines only (empty lines join the binding
+    after them, as its leading-whitespace rule does); None for any other text."""
+    if not text.endswith("\n"):
+        return None
+    bindings: list[Binding] = []
+    pending = ""
+    for line in text[:-1].split("\n"):
+        match = _PLAIN_LINE.fullmatch(line)
+        if match is None:
+            return None
+        if line:
+            bindings.append((match.group(1), match.group(2), pending + line + "\n"))
+            pending = ""
+        else:
+            pending += "\n"
+    return [*bindings, (None, None, pending)] if pending else bindings
 
 
 def parse_env(text: str, name: str = ".env") -> dict[str, str]:
     """KEY -> value as Docker Compose reads it (``${NAME}`` filled from earlier lines and the
     process environment). A key without ``=`` is left out: it sets nothing."""
-    from dotenv import dotenv_values
+    return _values(_bindings(text), name)
 
-    for key, original in _bindings(text):
+
+def _values(bindings: list[Binding], name: str) -> dict[str, str]:
+    # python-dotenv's own interpolation copies the environment and every earlier value for each
+    # line (quadratic in the lines); a chain of the two reads them in place, with the same result.
+    for key, _, original in bindings:
         raw = original.partition("=")[2].strip()
         if key and not raw.startswith("'") and _AMBIGUOUS.search(raw):
             raise RenderError(
                 f"{name}: the value of {key} uses `$NAME`, `$$` or `\\$`, which Docker Compose reads differently: "
                 "write ${NAME}, or put the value in single quotes for a literal `$`"
             )
-    values = dotenv_values(stream=io.StringIO(text), interpolate=True)
+    values: dict[str, str | None] = {}
+    env = ChainMap[str, str | None](values, os.environ)  # type: ignore[arg-type]
+    for key, value, _ in bindings:
+        if key is not None:
+            values[key] = value if value is None or "$" not in value else _interpolate(value, env)
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _interpolate(value: str, env: Mapping[str, str | None]) -> str:
+    from dotenv.variables import parse_variables
+
+    return "".join(atom.resolve(env) for atom in parse_variables(value))
 
 
 def secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -72,9 +117,10 @@ def render_env(names: tuple[str, ...], operator: tuple[str, ...], existing: str 
     if existing is None:
         lines = [HEADER, *(f"{n}={new_secret()}\n" for n in names)]
         return "".join(lines + _operator_hint(operator, set()))
-    current = parse_env(existing)
+    bindings = _bindings(existing if existing.endswith("\n") or not existing else existing + "\n")
+    current = _values(bindings, ".env")
     lines, filled = ([] if existing.startswith(HEADER) else [HEADER]), set()
-    for key, original in _bindings(existing if existing.endswith("\n") or not existing else existing + "\n"):
+    for key, _, original in bindings:
         if key in names and not current.get(key) and key not in filled:
             export = "export " if original.lstrip().startswith("export") else ""
             original = f"{export}{key}={new_secret()}\n"

@@ -17,7 +17,7 @@ from albert_deploy.plan.releases.playground import check_config as check_playgro
 from albert_deploy.plan.spec import Joined, Ref, Service
 from albert_deploy.render import caddy, envfile, output, runbook
 from albert_deploy.render.monitoring import monitoring_files
-from albert_deploy.resources import template_text
+from albert_deploy.resources import template_path, template_text
 
 COMPOSE_FILE = "compose.yml"
 CONFIG_FILE = "config.yml"
@@ -90,11 +90,17 @@ def _bytecode_cache() -> Any:
         return None
 
 
+def _template_source(name: str) -> tuple[str, str, Callable[[], bool]]:
+    # With its file name, a template's cache entry is this installation's: Jinja keys the bytecode cache by
+    # name and file name, so two installations with different templates would evict each other's entries.
+    return template_text(name), str(template_path(name)), lambda: True
+
+
 def _environment(escape: Callable[[str], str]) -> Any:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(template_text),
+        loader=jinja2.FunctionLoader(_template_source),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
