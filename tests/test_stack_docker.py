@@ -61,11 +61,9 @@ def test_up_converges_like_docker_compose(deploy: Callable[..., Deployment]) -> 
     listed = [json.loads(line) for line in ps.stdout.splitlines() if line.strip()]
     assert sorted(c["Service"] for c in listed) == sorted(d.ids())
 
-    # Nothing changed: same containers, about a second.
+    # Nothing changed: same containers (timed by benchmarks/bench_up.py, not here).
     ids = d.ids()
-    t0 = time.monotonic()
     second = d.up("--no-gpus")
-    assert time.monotonic() - t0 < 2.0
     assert second["changes"] == 0 and d.ids() == ids
     # That was the stamp's shortcut: one listing over the daemon's socket finds the stack as the first up left it.
     assert fastpath.unchanged(fastpath.Inputs(str(d.profile), d.out, no_gpus=True)) is not None

@@ -60,52 +60,47 @@ def _scram(sock: socket.socket, password: str) -> None:
     _send(sock, f"{final_bare},p={proof}".encode())
 
 
-def login(url: str, timeout: float) -> None:
-    """Raises OSError unless the URL's user, password and database log in."""
+def _authenticate(sock: socket.socket, user: str, database: str, password: str) -> None:
+    """Startup message and the password exchange; returns once the server is ready for a query."""
+    body = struct.pack("!I", 196608) + f"user\0{user}\0database\0{database}\0\0".encode()
+    sock.sendall(struct.pack("!I", len(body) + 4) + body)
+    while True:
+        kind, payload = _read(sock)
+        if kind == b"Z":
+            return
+        code = struct.unpack("!I", payload[:4])[0] if kind == b"R" else None
+        if code == CLEARTEXT:
+            _send(sock, password.encode() + b"\0")
+        elif code == MD5:
+            inner = hashlib.md5(password.encode() + user.encode()).hexdigest().encode()
+            _send(sock, b"md5" + hashlib.md5(inner + payload[4:8]).hexdigest().encode() + b"\0")
+        elif code == SASL:
+            _scram(sock, password)
+        elif kind == b"R" and code not in (OK, SASL_FINAL):
+            raise OSError(f"unexpected postgres message {kind!r} {code}")
+
+
+def _connect(url: str, timeout: float) -> socket.socket:
     parts = urlsplit(url)
     user = unquote(parts.username or "")
     database = parts.path.lstrip("/") or user
-    password = unquote(parts.password or "")
-    with socket.create_connection((parts.hostname or "localhost", parts.port or 5432), timeout=timeout) as sock:
-        body = struct.pack("!I", 196608) + f"user\0{user}\0database\0{database}\0\0".encode()
-        sock.sendall(struct.pack("!I", len(body) + 4) + body)
-        while True:
-            kind, payload = _read(sock)
-            code = struct.unpack("!I", payload[:4])[0] if kind == b"R" else None
-            if code == OK:
-                return
-            if code == CLEARTEXT:
-                _send(sock, password.encode() + b"\0")
-            elif code == MD5:
-                inner = hashlib.md5(password.encode() + user.encode()).hexdigest().encode()
-                _send(sock, b"md5" + hashlib.md5(inner + payload[4:8]).hexdigest().encode() + b"\0")
-            elif code == SASL:
-                _scram(sock, password)
-            elif code != SASL_FINAL:
-                raise OSError(f"unexpected postgres message {kind!r} {code}")
+    sock = socket.create_connection((parts.hostname or "localhost", parts.port or 5432), timeout=timeout)
+    try:
+        _authenticate(sock, user, database, unquote(parts.password or ""))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def login(url: str, timeout: float) -> None:
+    """Raises OSError unless the URL's user, password and database log in."""
+    _connect(url, timeout).close()
 
 
 def query(url: str, sql: str, timeout: float = 10) -> list[list[str | None]]:
     """Rows of one simple query (text format), after the same login; raises OSError on an error."""
-    parts = urlsplit(url)
-    user = unquote(parts.username or "")
-    database = parts.path.lstrip("/") or user
-    with socket.create_connection((parts.hostname or "localhost", parts.port or 5432), timeout=timeout) as sock:
-        body = struct.pack("!I", 196608) + f"user\0{user}\0database\0{database}\0\0".encode()
-        sock.sendall(struct.pack("!I", len(body) + 4) + body)
-        password = unquote(parts.password or "")
-        while True:
-            kind, payload = _read(sock)
-            if kind == b"Z":
-                break
-            code = struct.unpack("!I", payload[:4])[0] if kind == b"R" else None
-            if code == CLEARTEXT:
-                _send(sock, password.encode() + b"\0")
-            elif code == MD5:
-                inner = hashlib.md5(password.encode() + user.encode()).hexdigest().encode()
-                _send(sock, b"md5" + hashlib.md5(inner + payload[4:8]).hexdigest().encode() + b"\0")
-            elif code == SASL:
-                _scram(sock, password)
+    with _connect(url, timeout) as sock:
         text = sql.encode() + b"\0"
         sock.sendall(b"Q" + struct.pack("!I", len(text) + 4) + text)
         rows: list[list[str | None]] = []
