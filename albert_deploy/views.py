@@ -98,8 +98,9 @@ def check_text(result: dict[str, Any]) -> str:
 def render_text(result: dict[str, Any]) -> str:
     lines = [f"Rendered {result['profile']} (Albert API {result['release']}) into {result['output']}/"]
     width = max(len(s["service"]) for s in result["services"])
+    role_width = max(len(s["role"]) for s in result["services"])
     for s in result["services"]:
-        lines.append(f"  {s['service']:<{width}}  {s['role']:<8}  gpus {s['gpus']:<6}  {s['image']}")
+        lines.append(f"  {s['service']:<{width}}  {s['role']:<{role_width}}  gpus {s['gpus']:<6}  {s['image']}")
     if result["operator_env"]:
         lines.append("Set if needed, in the environment or in .env: " + ", ".join(result["operator_env"]))
     lines.append(f"Start it with: albert-deploy up, or docker compose -f {result['output']}/compose.yml up -d --wait")

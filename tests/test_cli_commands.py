@@ -137,3 +137,17 @@ def test_the_module_runs_as_a_program() -> None:
 
     done = subprocess.run([sys.executable, "-m", "albert_deploy", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("albert-deploy, version ")
+
+
+def test_render_text_keeps_its_columns_aligned_for_a_long_role() -> None:
+    from albert_deploy.views import render_text
+
+    services = [
+        {"service": "api", "role": "api", "gpus": "-", "image": "albert/api:1"},
+        {"service": "playground", "role": "playground", "gpus": "-", "image": "albert/ui:1"},
+    ]
+    text = render_text(
+        {"profile": "p.yaml", "release": "0.2.0", "output": "deploy", "services": services, "operator_env": []}
+    )
+    rows = [line for line in text.splitlines() if "gpus" in line]
+    assert len({row.index("gpus") for row in rows}) == 1, text  # one column, whatever the role's length
