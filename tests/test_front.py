@@ -68,6 +68,7 @@ def services(plan: Any) -> dict[str, Any]:
          "api.public.https_port: automatic certificates need port 443 (TLS-ALPN challenge) or http_port 80"),
         ({**FILES, "max_request_size": 0}, {}, "api.public.max_request_size: give a size between 1B and"),
         ({**FILES, "bind": "::"}, {}, "api.public.bind: '::' is not an IPv4 address"),
+        ({**FILES, "bind": "300.0.0.1"}, {}, "api.public.bind: '300.0.0.1' is not an IPv4 address"),
         (FILES, {"port": 8080}, "api.port: with api.public the front door publishes the API"),
         (FILES, {"bind": "0.0.0.0"}, "api.bind: with api.public the front door publishes the API"),
         ({**FILES, "tls": "on"}, {}, "api.public: unknown key 'tls'"),

@@ -75,6 +75,7 @@ def test_off_by_default_and_adds_nothing(tmp_path: Path) -> None:
     ("monitoring", "message"),
     [
         ({"prometheus": {"bind": "localhost"}}, r"monitoring\.prometheus\.bind: .*not an IP address"),
+        ({"grafana": {"bind": "999.1.1.1"}}, r"monitoring\.grafana\.bind: '999\.1\.1\.1' is not an IP address"),
         ({"grafana": {"port": 8080}}, r"monitoring\.grafana\.port: host port 8080 is already used by api\.port"),
         ({"scrape_interval": 0}, r"monitoring\.scrape_interval"),
         ({"dcgm": "yes"}, r"monitoring\.dcgm"),

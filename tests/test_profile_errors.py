@@ -119,6 +119,10 @@ BAD_PROFILES = {
         "api:\n  bind: localhost\nmodels:\n" + E5,
         "api.bind: 'localhost' is not an IP address: use 127.0.0.1 (this host only) or 0.0.0.0",
     ),
+    "bind_out_of_range": (
+        "api:\n  bind: 256.0.0.1\nmodels:\n" + E5,
+        "api.bind: '256.0.0.1' is not an IP address: use 127.0.0.1 (this host only) or 0.0.0.0",
+    ),
     "tei_renamed": (
         "models:\n" + E5 + "    served_model_name: e5\n",
         "models.0.served_model_name: tei always reports the model id it loads: remove served_model_name",

@@ -33,10 +33,10 @@ from urllib.parse import quote, urlencode
 from albert_deploy import __version__
 from albert_deploy.converge.labels import CONFIG_HASH, ONEOFF, PROJECT, SERVICE
 from albert_deploy.render.output import backups_dir
+from albert_deploy.resources import PACKAGE
 
 STAMP = "last-up.json"
 FORMAT = 1
-PACKAGE = Path(__file__).resolve().parent.parent
 _REFERENCED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
 

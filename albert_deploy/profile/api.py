@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from albert_deploy.catalog import RELEASES
-from albert_deploy.profile.bounds import Port
+from albert_deploy.profile.bounds import HostAddress, Port
 from albert_deploy.profile.front import PLAYGROUND_PORT, Public, refuse_direct_publishing
 from albert_deploy.profile.strict import Strict, _key
 
@@ -21,7 +20,9 @@ def _release_as_text(value: Any) -> Any:
 class Api(Strict):
     release: Annotated[str, BeforeValidator(_release_as_text)] = Field("0.2.0", description="Albert API release.")
     port: Port = Field(8080, description="Host port the API is published on.")
-    bind: str = Field("127.0.0.1", description="Host address the API port binds to; 0.0.0.0 for every interface.")
+    bind: HostAddress = Field(
+        "127.0.0.1", description="Host address the API port binds to; 0.0.0.0 for every interface."
+    )
     vector_store: str = Field("qdrant", description="qdrant, or elasticsearch where the release supports it.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     allow_unauthenticated_access: str | None = Field(
@@ -39,13 +40,6 @@ class Api(Strict):
     def _known_release(cls, value: str) -> str:
         if value not in RELEASES:
             raise ValueError(f"unknown release '{value}'; known releases: {', '.join(RELEASES)}")
-        return value
-
-    @field_validator("bind")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        if not re.fullmatch(r"(\d{1,3}\.){3}\d{1,3}|\[?[0-9a-fA-F:]+\]?", value):
-            raise ValueError(f"'{value}' is not an IP address: use 127.0.0.1 (this host only) or 0.0.0.0")
         return value
 
     @model_validator(mode="after")

@@ -3,6 +3,7 @@ Kubernetes, vLLM) accept, so that a profile that loads renders a stack that can 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any
 
@@ -13,6 +14,29 @@ from albert_deploy.sizes import Size
 
 # Strict: YAML's `true` is not the number 1 (`port: true` would publish port 1).
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
+
+
+def _host_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        raise ValueError(f"'{value}' is not an IP address: use 127.0.0.1 (this host only) or 0.0.0.0") from None
+    return value
+
+
+def _ipv4_address(value: str) -> str:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(
+            f"'{value}' is not an IPv4 address: use 0.0.0.0 (every interface) or one of this host's"
+        ) from None
+    return value
+
+
+# A host address a published port binds to (IPv6 with or without brackets); Ipv4Address where only IPv4 is rendered.
+HostAddress = Annotated[str, AfterValidator(_host_address)]
+Ipv4Address = Annotated[str, AfterValidator(_ipv4_address)]
 # Compose v2 reads durations as Go's time.Duration (at most about 292 years) and Kubernetes gives
 # the startup probe ceil(start_period / interval) + retries failures, an int32. A day is far inside
 # both and far beyond any model load.

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from albert_deploy.profile.bounds import Port
+from albert_deploy.profile.bounds import Ipv4Address, Port
 from albert_deploy.profile.strict import Strict, _key
 from albert_deploy.sizes import Size
 
@@ -36,7 +36,7 @@ class Public(Strict):
     )
     cert_file: str | None = Field(None, description="Absolute host path of the operator's certificate (PEM, chain).")
     key_file: str | None = Field(None, description="Absolute host path of its private key (PEM), readable by root.")
-    bind: str = Field("0.0.0.0", description="Host address the front door listens on.")
+    bind: Ipv4Address = Field("0.0.0.0", description="Host address the front door listens on.")
     https_port: Port = Field(443, description="Host port for HTTPS.")
     http_port: Port | None = Field(
         80, description="Host port that redirects to HTTPS (and answers ACME challenges); null: none."
@@ -61,13 +61,6 @@ class Public(Strict):
             return value
         if not PurePosixPath(value).is_absolute() or not value.isprintable() or "\\" in value or "//" in value:
             raise ValueError(f"'{value}' is not an absolute path: give the file's full path on the Docker host")
-        return value
-
-    @field_validator("bind")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        if not re.fullmatch(r"(\d{1,3}\.){3}\d{1,3}", value):
-            raise ValueError(f"'{value}' is not an IPv4 address: use 0.0.0.0 (every interface) or one of this host's")
         return value
 
     @field_validator("max_request_size")

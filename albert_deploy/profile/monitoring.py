@@ -5,12 +5,11 @@ keeps the section but renders nothing."""
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from albert_deploy.profile.bounds import ImageReference, Port
+from albert_deploy.profile.bounds import HostAddress, ImageReference, Port
 from albert_deploy.profile.strict import Strict, _LocatedError
 
 # Compose services monitoring adds: no model may take these names.
@@ -21,18 +20,9 @@ class Listener(Strict):
     """A monitoring web UI published on the host."""
 
     enabled: bool = Field(True, description="false: do not run it (e.g. Grafana: you import the dashboards yourself).")
-    bind: str = Field("127.0.0.1", description="Host address its port binds to (default: this host only).")
+    bind: HostAddress = Field("127.0.0.1", description="Host address its port binds to (default: this host only).")
     port: Port = Field(description="Host port.")
     image: ImageReference | None = Field(None, description="Override the pinned image, e.g. for a registry mirror.")
-
-    @field_validator("bind")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        try:
-            ipaddress.ip_address(value.strip("[]"))
-        except ValueError:
-            raise ValueError(f"'{value}' is not an IP address: use 127.0.0.1 (this host only) or 0.0.0.0") from None
-        return value
 
 
 class Monitoring(Strict):
