@@ -100,17 +100,15 @@ def up(
         return same
     fastpath.forget(out_dir)  # a failed `up` leaves no stamp
     from albert_deploy.converge import apply
-    from albert_deploy.profile.load import load_profile
 
-    profile = load_profile(profile_path)
-    plan = _planned(profile, profile_path)[0]
+    plan = load(profile_path)
     applied = apply.prepare(plan, out_dir, write=True, no_gpus=no_gpus)
     if plan.offline:  # refuse now rather than hang on a download inside a container
         from albert_deploy.airgap import offline as airgap
 
         airgap.refuse_missing_offline(plan, applied)
-    # The host's GPUs (`gpus: auto`) are an input no file records: such a profile gets no stamp.
-    remember = inputs if profile.gpus != "auto" and not plan.offline else None
+    # The host's GPUs are an input no file records, and offline checks the caches: no stamp for either.
+    remember = inputs if not plan.gpus_detected and not plan.offline else None
     return apply.up(applied, timeouts=timeouts, detach=detach, reporter=reporter, parallel_pulls=parallel_pulls,
                     remember=remember)  # fmt: skip
 

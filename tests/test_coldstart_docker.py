@@ -6,6 +6,11 @@ and whisper may load together. The stand-ins bind only once "loaded" (STANDIN_LO
 real servers do (facts "<kind> listens once loaded"), and report their load window on
 ``/standin/state``; the test publishes each server's port on 127.0.0.1 to read it.
 
+`up` starts a server's container with its GPU predecessors when nothing of them runs yet: the
+container's own command waits until they answer (plan/startup.py), then starts the server. A load
+window therefore starts with the server's process, not with its container, and the container's
+Docker start is checked separately: it came before the predecessor was ready.
+
 No GPU here: the profile declares one H100 (placement and the start order are computed for it,
 exactly as in production) and ``up --no-gpus`` drops only the device requests from the Docker
 requests (the README's "a dry run of a GPU profile on a laptop"); ``depends_on`` is untouched.
@@ -39,13 +44,16 @@ SMALL_LLM = {
 }
 
 
-def _window(d: Deployment, service: str, port: int) -> tuple[float, float]:
-    """(start, ready) in seconds since the epoch: the earlier of Docker's start and the stand-in's
-    own, and the moment it bound its port (the end of its load)."""
+def _window(port: int) -> tuple[float, float]:
+    """(start, ready) in seconds since the epoch: the server process's start and the moment it bound
+    its port (the end of its load)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/standin/state", timeout=5) as answer:
         state = json.load(answer)
-    docker_start = datetime.fromisoformat(d.container(service).attrs["State"]["StartedAt"][:26] + "+00:00")
-    return min(docker_start.timestamp(), state["started_at"]), state["listening_at"]
+    return state["started_at"], state["listening_at"]
+
+
+def _docker_start(d: Deployment, service: str) -> float:
+    return datetime.fromisoformat(d.container(service).attrs["State"]["StartedAt"][:26] + "+00:00").timestamp()
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -68,7 +76,7 @@ def test_vllm_loads_alone_while_its_neighbours_load_together(deploy: Callable[..
     assert gpu0 == {"gpu": "0", "steps": [["guillaumetell-7b"], ["small-llm"], sorted(NEIGHBOURS)]}
 
     d.up("--no-gpus")
-    windows = {name: _window(d, name, port) for name, port in ports.items()}
+    windows = {name: _window(port) for name, port in ports.items()}
     first, second = (windows[v] for v in VLLMS)
     assert not _overlap(first, second), f"two vLLM servers loaded at once: {first} {second}"
     for vllm in VLLMS:
@@ -79,8 +87,12 @@ def test_vllm_loads_alone_while_its_neighbours_load_together(deploy: Callable[..
     # The neighbours load together: every one started before any finished (1 s loads each).
     starts, ends = zip(*(windows[n] for n in NEIGHBOURS), strict=True)
     assert max(starts) < min(ends), f"TEI and whisper did not load in parallel: {windows}"
-    # And not needlessly late: they start right after the last vLLM server is ready.
+    # And not needlessly late: they start right after the last vLLM server is ready, and `up` had
+    # started their containers before (the second vLLM's too), their commands waiting inside.
     assert max(starts) - second[1] < 5.0
+    for name in ("small-llm", *NEIGHBOURS):
+        assert _docker_start(d, name) < first[1], f"up held {name}'s container back until {VLLMS[0]} was ready"
+        assert b"GPU start order: waiting for" in d.container(name).logs()
     api: dict[str, Any] = d.api_state()
     assert api["started_at"] > max(ends)  # the API probes its models once, after all are ready
     assert not api["models_down"] and set(api["models_up"]) == {*VLLMS, *NEIGHBOURS}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from albert_deploy.converge.progress import EventLines
 from albert_deploy.errors import DockerError, ServiceFailed
 from albert_deploy.render.envfile import parse_env
 from albert_deploy.render.files import render_plan
-from tests.helpers import PROFILES, SMALL, fixed_env
+from tests.helpers import FULL, PROFILES, SMALL, fixed_env
 
 
 def api_error(text: str, status: int = 500) -> docker.errors.APIError:
@@ -338,3 +338,41 @@ def test_setting_aside_and_putting_back_when_the_daemon_objects(tmp_path: Path) 
     client.api.create_container = lambda **kw: (_ for _ in ()).throw(api_error("no space left"))  # type: ignore[method-assign]
     with pytest.raises(DockerError, match="service api: the daemon refused to create its container: no space left"):
         ops.create("api")
+
+
+VLLM, WHISPER = "guillaumetell-7b", "whisper-large-v3-turbo"  # on GPU 0 in FULL: whisper waits for vLLM
+
+
+def test_a_fresh_start_starts_what_waits_inside_with_what_it_waits_for(tmp_path: Path) -> None:
+    """whisper's command waits for vLLM, the API's for every model server (plan/startup.py): from
+    nothing, `up` starts them without waiting for Docker to call vLLM healthy, and their clocks
+    start only once it is (the API, never healthy here, is not timed out while vLLM loads)."""
+    project, client = make_project(tmp_path, FULL)
+    assert project.services[WHISPER].waits_inside == (VLLM,) and VLLM in project.services["api"].waits_inside
+    client.api.nvidia = True
+    client.api.behaviour.update({VLLM: "starting", "api": "starting"})
+    with pytest.raises(ServiceFailed) as failed:
+        _up(project, client, timeouts={VLLM: 0.3, "api": 0.01})
+    assert {WHISPER, "api"} <= {s for kind, s in client.api.calls if kind == "start"}
+    assert f"service {VLLM} failed" in str(failed.value) and "service api failed" not in str(failed.value)
+    # The API, still waiting inside for vLLM, is removed: it would start later without it. whisper
+    # (healthy here) and vLLM (its failure's evidence) stay, as every started service does.
+    left = {c.labels[containers.SERVICE] for c in client.api.store.values()}
+    assert "api" not in left and {VLLM, WHISPER} <= left
+
+
+def test_a_replaced_dependency_is_waited_for_by_up_itself(tmp_path: Path) -> None:
+    """When vLLM is replaced, its old container could answer whisper's wait: whisper (created anew
+    here) and the API start only once the new vLLM is healthy, as without waits inside."""
+    project, client = make_project(tmp_path, FULL)
+    client.api.nvidia = True
+    _up(project, client)
+    whisper = next(c for c in client.api.store.values() if c.labels[containers.SERVICE] == WHISPER)
+    del client.api.store[whisper.id]
+    vllm = project.services[VLLM]
+    changed = {**project.services, VLLM: replace(vllm, environment={**vllm.environment, "CHANGED": "1"})}
+    client.api.calls.clear()
+    client.api.behaviour[VLLM] = "starting"
+    with pytest.raises(ServiceFailed, match=f"service {VLLM} failed"):
+        _up(replace(project, services=changed), client, timeouts={VLLM: 0.2})
+    assert [s for kind, s in client.api.calls if kind == "start"] == [VLLM]

@@ -167,3 +167,19 @@ def test_no_stamp_for_an_offline_profile(daemon: _Daemon, tmp_path: Path, monkey
     assert commands.up(str(profile), out)["changes"] > 0
     assert not fastpath.stamp_path(out).exists()
     assert commands.up(str(profile), out)["changes"] == 0 and not fastpath.stamp_path(out).exists()
+
+
+def test_no_stamp_when_the_gpus_are_read_off_the_host(
+    daemon: _Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gpus: auto`: the plan depends on this host's GPUs, which no file records (Plan.gpus_detected)."""
+    from albert_deploy.placement import inventory
+
+    monkeypatch.setattr(inventory, "detect_gpus", lambda: [])  # no GPU: the TEI model is on CPU anyway
+    profile = tmp_path / "auto.yaml"
+    profile.write_text(SMALL.read_text() + "\ngpus: auto\n")
+    plan = commands.load(str(profile))
+    assert plan.gpus_detected and not commands.load(str(SMALL)).gpus_detected
+    out = tmp_path / "deploy"
+    assert commands.up(str(profile), out)["changes"] > 0
+    assert not fastpath.stamp_path(out).exists()

@@ -94,15 +94,15 @@ def test_a_cycle_would_be_reported_as_an_internal_error() -> None:
         gpu_start_order([_server("a", "0", "1"), _server("b", "0", "1")], {})
 
 
-def test_a_stand_in_load_time_counts_from_its_process_start(tmp_path: Path) -> None:
-    """STANDIN_LOAD_SECONDS (used by the cold-start test and benchmark): the stand-in binds that
-    long after its process started, its interpreter's own start included, as a real server's load
-    time is measured from its start; /standin/state reports the window."""
+def _stand_in_window(wait_before_exec: float) -> tuple[float, dict[str, float]]:
+    """Spawn a vLLM stand-in loading for 1.5 s, behind an ``sh`` that first waits (as the GPU
+    start-order wait does); return when it was spawned and its /standin/state."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "STANDIN_LOAD_SECONDS": "1.5"}
-    argv = [sys.executable, str(STANDINS / "model_server.py"), "vllm", "--host", "127.0.0.1", "--port", str(port)]
+    server = [sys.executable, str(STANDINS / "model_server.py"), "vllm", "--host", "127.0.0.1", "--port", str(port)]
+    argv = ["sh", "-c", f'sleep {wait_before_exec}; exec "$@"', "wait", *server]
     spawned = time.time()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -116,7 +116,25 @@ def test_a_stand_in_load_time_counts_from_its_process_start(tmp_path: Path) -> N
         proc.terminate()
         proc.wait(timeout=5)
     assert state is not None, "the stand-in never answered"
-    assert spawned <= state["started_at"] < state["listening_at"]
-    assert state["listening_at"] - spawned >= 1.45  # clock ticks: 10 ms
-    # Counted from the process's start, before the stand-in's own start-up (imports, flags) ended.
-    assert state["listening_at"] - state["started_at"] < 1.5
+    return spawned, state
+
+
+def test_a_stand_in_load_time_counts_from_its_process_start() -> None:
+    """STANDIN_LOAD_SECONDS (used by the cold-start test and benchmark): the stand-in binds that
+    long after its process started, its interpreter's own start included, as a real server's load
+    time is measured from its start; /standin/state reports the window."""
+    spawned, state = _stand_in_window(0)
+    tick = 0.02  # a process's start time is kept in clock ticks (10 ms)
+    assert spawned - tick <= state["started_at"] < state["listening_at"]
+    assert state["listening_at"] - spawned >= 1.5 - tick
+    # Counted from the process's start, not from the end of the stand-in's own start-up (imports, flags).
+    assert state["listening_at"] - state["started_at"] < 1.5 + 0.1
+
+
+def test_a_wait_before_the_servers_exec_is_not_load_time() -> None:
+    """A container of a GPU start-order step waits in the same process before it execs the server
+    (plan/startup.py); only the server's own start counts as load, as it holds no GPU memory before."""
+    spawned, state = _stand_in_window(2)
+    assert state["started_at"] >= spawned + 2
+    assert state["listening_at"] - state["started_at"] >= 1.5 - 0.02
+    assert state["listening_at"] - spawned >= 3.5 - 0.02

@@ -107,6 +107,9 @@ def test_up_converges_like_docker_compose(deploy: Callable[..., Deployment]) -> 
 def test_a_service_that_never_turns_healthy_is_named(deploy: Callable[..., Deployment]) -> None:
     d = deploy()
     d.model("multilingual-e5-large").update(env={"STANDIN_FAIL": "never-healthy"}, health_start_period=1)
+    # A second model still loading when e5 fails: the API, started with its models, still waits for it.
+    reranker = {"model": "BAAI/bge-reranker-v2-m3", "image": "albert-deploy-test/tei:1", "gpus": "cpu"}
+    d.data["models"].append({**reranker, "env": {"STANDIN_START_DELAY": "60"}, "health_start_period": 120})
     d.edit()
     result = d.cli("up")
     assert result.exit_code == 1
@@ -114,9 +117,11 @@ def test_a_service_that_never_turns_healthy_is_named(deploy: Callable[..., Deplo
     assert "error: service multilingual-e5-large failed" in message
     assert "last health check" in message and "last log lines" in message
     assert all(v not in message for v in _secrets(d))
-    # The databases stay as they are; the API, which needs the model, was never created.
+    # The databases and the loading reranker stay as they are; the API, which needs the models, is
+    # gone: `up` started it with them (its command waits for them inside) and removed it while it
+    # still waited, or it would start later without e5.
     ids = d.ids()
-    assert "api" not in ids
+    assert "api" not in ids and "bge-reranker-v2-m3" in ids
     assert d.container("redis").status == "running"
 
 

@@ -90,6 +90,33 @@ def test_each_server_waits_for_its_predecessor_on_its_gpu(profile: Path) -> None
     assert chained == len(waits) and (chained >= 1 or profile != FULL)  # FULL: whisper after vLLM
 
 
+def test_what_waits_inside_says_so_and_docker_gives_that_wait_its_start_period() -> None:
+    """`up` may start a service with what its command waits for (Service.waits_inside): the API with
+    its model servers, never its databases (a port that takes a connection is not a database that
+    takes queries); a server with its GPU predecessors. Docker's start period grows by the wait's
+    bound, so a health check failing while the command still waits does not mark it unhealthy; the
+    Kubernetes probes, with no such wait, keep the server's own."""
+    plan = load(str(FULL))
+    by_name = {s.name: s for s in plan.services}
+    api, whisper = by_name["api"], by_name["whisper-large-v3-turbo"]
+    models = {s.name for s in plan.services if s.role == "model"}
+    assert set(api.waits_inside) == models and set(api.depends_on) - models == {"redis", "postgres", "qdrant"}
+    assert api.wait_s == startup.api_bound(plan.services, plan.start_order)
+    assert whisper.waits_inside == ("guillaumetell-7b",)
+    assert whisper.wait_s == startup.ready_within(plan.services, plan.start_order)["guillaumetell-7b"]
+    for s in (api, whisper):
+        assert s.healthcheck is not None and s.compose_healthcheck is not None
+        assert s.compose_healthcheck.start_period_s == s.healthcheck.start_period_s + s.wait_s
+        assert s.compose_healthcheck.test == s.healthcheck.test
+    assert by_name["redis"].compose_healthcheck == by_name["redis"].healthcheck  # waits for nothing
+    # `up`'s own clock for the service starts once what it waits for is ready: the wait is not its own.
+    project, _ = make_project(Path("/nonexistent"), FULL)
+    spec = project.services["whisper-large-v3-turbo"]
+    assert spec.healthcheck == whisper.compose_healthcheck
+    own = reconcile.service_timeout(spec, {}, "whisper-large-v3-turbo")
+    assert own == startup.health_budget(whisper) + reconcile.TIMEOUT_MARGIN_S
+
+
 # --- the scripts, run for real ------------------------------------------------------------------
 
 
@@ -166,7 +193,7 @@ def test_a_server_starts_once_its_predecessor_answers(tmp_path: Path, server: tu
     handler.answers = [503, 503, 200]
     done, seconds = _predecessor_wait(tmp_path, 60, f"http://127.0.0.1:{port}/health", "200")
     assert done.returncode == 0 and done.stdout == "ran\n", done.stderr
-    assert len(handler.seen) == 3 and seconds >= 4  # twice refused, two-second polls
+    assert len(handler.seen) == 3 and seconds >= 2  # twice refused, one-second polls
     # A keyed health check (whisper) counts a refusal: the server listens, so its model is loaded.
     handler.answers = [403]
     done, _ = _predecessor_wait(tmp_path, 60, f"http://127.0.0.1:{port}/health", "200 401 403")

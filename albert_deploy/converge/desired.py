@@ -67,6 +67,8 @@ class Container:
     restart: str = RESTART
     no_gpus: bool = False  # started without the GPUs the profile gives it
     probes_once: tuple[str, ...] = ()  # not part of the entry: see Service.probes_once
+    waits_inside: tuple[str, ...] = ()  # nor these two: see Service.waits_inside
+    wait_s: int = 0
 
     def entry(self) -> dict[str, Any]:
         """The compose service entry, key for key as compose.yml.j2 writes it."""
@@ -156,7 +158,7 @@ def container(service: Service, env: Mapping[str, str], working_dir: Path) -> Co
         environment={k: resolve(v, env) for k, v in service.environment.items()},
         ports=tuple(Port(host, published, target) for host, published, target in service.ports),
         mounts=mounts,
-        healthcheck=service.healthcheck,
+        healthcheck=service.compose_healthcheck,
         gpu=service.gpu,
         shm_size=service.shm_size,
         user=service.compose_user or service.user,
@@ -166,6 +168,8 @@ def container(service: Service, env: Mapping[str, str], working_dir: Path) -> Co
         security_opt=service.security_opt,
         mem_limit=int(service.mem_limit) if service.mem_limit else None,
         probes_once=service.probes_once,
+        waits_inside=service.waits_inside,
+        wait_s=service.wait_s,
     )
 
 

@@ -187,7 +187,8 @@ def start_order(dependencies: Mapping[str, Iterable[str]]) -> list[list[str]]:
 
 
 def service_timeout(spec: Container, overrides: Mapping[str, float], service: str) -> float:
-    """Seconds to wait for ``service`` once started: the health check's own verdict plus a margin.
+    """Seconds to wait for ``service`` once started and the services its command waits for are
+    ready: the health check's own verdict (without the start period given to that wait) plus a margin.
 
     ``overrides`` maps a service (or ``"*"`` for every service) to seconds."""
     if service in overrides:
@@ -197,7 +198,7 @@ def service_timeout(spec: Container, overrides: Mapping[str, float], service: st
     check = spec.healthcheck
     if check is None:
         return NO_HEALTHCHECK_TIMEOUT_S
-    return check.start_period_s + check.retries * (check.interval_s + check.timeout_s) + TIMEOUT_MARGIN_S
+    return check.start_period_s - spec.wait_s + check.retries * (check.interval_s + check.timeout_s) + TIMEOUT_MARGIN_S
 
 
 def parse_timeouts(values: Iterable[str]) -> dict[str, float]:

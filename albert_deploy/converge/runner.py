@@ -134,6 +134,9 @@ class Run(scheduler.Tasks):
     def execute(self, detach: bool) -> None:
         project, progress = self.project, self.watch.progress
         deps = {s: list(spec.depends_on) for s, spec in project.services.items()}
+        for service, waited in self._waiting_inside().items():
+            deps[service] = [d for d in deps[service] if d not in waited]
+            progress[service].waits = waited
         for service, previous in self.rolling.order({s: p.action for s, p in progress.items()}).items():
             deps[service] += previous  # one replica at a time, each once the previous is healthy
         unchanged = [s for s in project.services if progress[s].action.kind == reconcile.NOTHING]
@@ -159,6 +162,20 @@ class Run(scheduler.Tasks):
             with contextlib.suppress(Exception):
                 events.close()
 
+    def _waiting_inside(self) -> dict[str, tuple[str, ...]]:
+        """Per service, the dependencies it starts with rather than after: those its own command waits
+        for (plan/startup.py), when neither it nor they have a container that could answer. Docker's
+        health-check interval then leaves the critical path. A container being replaced keeps serving
+        until they are healthy, and a dependency being replaced could answer from its old container."""
+        kind = {s: p.action.kind for s, p in self.watch.progress.items()}
+        fresh = (reconcile.CREATE, reconcile.START)
+        waiting = {}
+        for service, spec in self.project.services.items():
+            waited = tuple(d for d in spec.waits_inside if kind.get(d) in fresh)
+            if kind.get(service) in fresh and waited:
+                waiting[service] = waited
+        return waiting
+
     # scheduler.Tasks
 
     def poll(self) -> Iterable[str]:
@@ -171,12 +188,18 @@ class Run(scheduler.Tasks):
         self.watch.wake.set()
 
     def abort(self) -> None:
-        """Remove what this run created and never started."""
+        """Remove what this run created and never started, and what it started with services it
+        waits for that are not ready: it would start later, without them (its command holds nothing
+        yet, so it is killed, not stopped; one that existed stopped is stopped again)."""
         for future in self.prepared.values():
             future.exception()
         for p in self.watch.progress.values():
-            if p.created_here and not p.started and p.container:
+            waiting = p.started and bool(p.waits) and not p.ready
+            if p.container and p.created_here and (waiting or not p.started):
                 remove_quietly(self.ops.client, p.container)
+            elif p.container and waiting:
+                with contextlib.suppress(Exception):
+                    self.ops.client.api.kill(p.container)
 
     def launch(self, service: str) -> None:
         p = self.watch.progress[service]

@@ -35,6 +35,7 @@ class Progress:
     state: str = ""
     health: str | None = None
     created_here: bool = False
+    waits: tuple[str, ...] = ()  # started before these are ready: its clock starts when they are
 
 
 class Watch:
@@ -68,7 +69,12 @@ class Watch:
         self.wake.clear()
 
     def arm(self, service: str) -> None:
+        """Start ``service``'s clock, unless its command still waits for services that are not ready
+        (``poll`` arms it once they are): that wait is theirs, not its own start."""
         p = self.progress[service]
+        if any(w in self.progress and not self.progress[w].ready for w in p.waits):
+            return
+        p.waits = ()
         p.since = time.monotonic()
         spec = self.ops.project.services[service]
         p.deadline = p.since + reconcile.service_timeout(spec, self.timeouts, service)
@@ -84,6 +90,8 @@ class Watch:
         rows = self.ops.client.api.containers(all=True, filters={"label": [label]})
         by_id = {r["Id"]: r for r in rows}
         for service, p in waiting:
+            if p.waits:
+                self.arm(service)
             row = by_id.get(p.container or "")
             if row is None:
                 p.failed = "its container disappeared"
@@ -101,7 +109,7 @@ class Watch:
                 p.ready, p.ready_at = True, time.monotonic()
                 turned.append(service)
                 self.ops.reporter.update(service, state="ready")
-            elif time.monotonic() > p.deadline:
+            elif not p.waits and time.monotonic() > p.deadline:
                 p.failed = (
                     f"not healthy after {p.deadline - p.since:.0f} s (health: {health or 'none'}); "
                     f"allow more with --timeout {service}=SECONDS"

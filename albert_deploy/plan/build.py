@@ -68,6 +68,7 @@ class Plan:
     monitoring: MonitoringPlan | None = None  # Prometheus, Grafana, dcgm-exporter: what they scrape and show
     front: Front | None = None  # api.public: the TLS front door (its routes include the playground's)
     api_url: str = ""  # where clients reach the API: through the front door, or api.bind:api.port
+    gpus_detected: bool = False  # `gpus: auto`: the GPUs were read off this host, an input no file records
 
     @property
     def kubernetes(self) -> Kubernetes:
@@ -163,6 +164,7 @@ def build_plan(
         monitoring=monitoring,
         front=door.front,
         api_url=door.front.api_url if door.front else f"http://{reachable_host(profile.api.bind)}:{profile.api.port}",
+        gpus_detected=profile.gpus == "auto",
     )
 
 

@@ -6,7 +6,7 @@ the operator's environment at start time; renderers write it as ``${NAME}`` and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 from albert_deploy.catalog import HealthCheck
@@ -88,6 +88,19 @@ class Service:
     # Services it asks only once, when it starts (the API probes its models): `up` restarts it
     # after it (re)starts one of them.
     probes_once: tuple[str, ...] = ()
+    # Compose and `up` only: the services its own command waits for until they answer, before it
+    # starts, and for at most `wait_s` seconds (plan/startup.py). So `up` may start it before they
+    # are healthy, and Docker's start period is longer by `wait_s` (`compose_healthcheck`).
+    waits_inside: tuple[str, ...] = ()
+    wait_s: int = 0
+
+    @property
+    def compose_healthcheck(self) -> HealthCheck | None:
+        """The health check compose and `up` give Docker: failures while the command still waits
+        for the services it needs are not the service's own, so they fall in the start period."""
+        if self.healthcheck is None or not self.wait_s:
+            return self.healthcheck
+        return replace(self.healthcheck, start_period_s=self.healthcheck.start_period_s + self.wait_s)
 
 
 @dataclass(frozen=True)

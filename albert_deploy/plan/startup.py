@@ -20,6 +20,9 @@ live inside the containers themselves (compose and ``up``; Kubernetes has its ow
   §1.2). vLLM, TEI and whisper-openai-api each bind their port only once loaded (§1.3, §2.1, §2.2),
   so an answer means "loaded". All three images have sh and curl (catalog health checks).
 - Restart policies stay ``unless-stopped``: Docker restarts what crashes; these waits only order it.
+- Each waiting service says what it waits for (``waits_inside``) and for how long at most
+  (``wait_s``): Docker's start period grows by that bound, and ``up`` may start it together with
+  those services rather than after their health verdict (converge/runner.py).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Sequence
+from urllib.parse import urlsplit
 
 from albert_deploy import catalog
 from albert_deploy.plan.order import waits_for
@@ -40,7 +44,8 @@ MARGIN_S = 30  # the API waits this much beyond the slowest server's health budg
 
 # argv: bound (s), checks (JSON: [{"url", "key"}] or [{"host", "port"}]), then the API's command.
 # Keys are read from the container's environment by name: no secret on the command line.
-API_WAIT = """import json, os, socket, sys, time, urllib.request
+API_WAIT = """import json, os, signal, socket, sys, time, urllib.request
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # PID 1 ignores it unless handled: stop at once
 bound, checks, command = float(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3:]
 def answers(c):
     try:
@@ -59,7 +64,7 @@ while waiting:
     waiting = [c for c in waiting if not answers(c)]
     if not waiting or time.monotonic() > deadline:
         break
-    time.sleep(2)
+    time.sleep(0.5)
 names = [c.get("url") or "%s:%s" % (c["host"], c["port"]) for c in waiting]
 print("albert-deploy: " + ("still silent after %d s, starting without: %s" % (bound, ", ".join(names))
       if names else "every model server and database answers, starting"), file=sys.stderr, flush=True)
@@ -67,7 +72,9 @@ os.execvp(command[0], command)
 """
 
 # argv ($0 = name): bound (s), then URL and accepted HTTP codes per predecessor, `--`, the command.
-PREDECESSOR_WAIT = """answers() {
+# As PID 1, sh ignores SIGTERM without a trap: `docker stop` of a waiting container would take 10 s.
+PREDECESSOR_WAIT = """trap 'exit 143' TERM
+answers() {
   code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$1") || return 1
   case " $2 " in *" $code "*) return 0;; esac
   return 1
@@ -77,7 +84,7 @@ while [ "$1" != -- ]; do
   echo "albert-deploy: GPU start order: waiting for $1" >&2
   until answers "$1" "$2"; do
     if [ "$(date +%s)" -ge "$deadline" ]; then echo "albert-deploy: $1 still silent, starting anyway" >&2; break; fi
-    sleep 2
+    sleep 1
   done
   shift 2
 done
@@ -135,6 +142,8 @@ def wait_for_predecessors(services: Sequence[Service], order: Sequence[GpuStartO
                 s,
                 compose_entrypoint=("sh", "-c", PREDECESSOR_WAIT, "gpu-start-order", str(bound), *targets, "--"),
                 compose_command=(*server.entrypoint, *(s.compose_command or s.command)),
+                waits_inside=tuple(preds),
+                wait_s=bound,
             )
         )
     return result
@@ -162,6 +171,7 @@ def wait_for_dependencies(
         if e.hosted and e.client in PROBE_PATH
     ]
     deps = list(dependencies)
+    asked = {urlsplit(e.url).hostname for e in endpoints if e.hosted and e.client in PROBE_PATH}
     checks += [{"host": d.name, "port": d.container_port} for d in deps if d.role == "database" and d.container_port]
     return dataclasses.replace(
         api,
@@ -169,4 +179,8 @@ def wait_for_dependencies(
         # What it probes: each hosted model's server, or for a model with replicas its balancer (a
         # replica replaced behind it is never probed by the API: plan/replicas.py).
         probes_once=tuple(d.name for d in deps if d.role in ("model", "balancer") and d.name == d.model),
+        # `up` may start it before the model servers it asks (not before the databases: a port that
+        # accepts a connection is not a database that accepts queries, as pg_isready tells apart).
+        waits_inside=tuple(d.name for d in deps if d.name in asked),
+        wait_s=bound,
     )

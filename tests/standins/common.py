@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 # STANDIN_FAIL values: how a stand-in misbehaves on purpose.
 FAIL_MODES = ("", "never-healthy", "exit", "wrong-shape")
+IMPORTED_AT = time.time()  # the server program's start, give or take its interpreter's (well under 1 s)
 
 
 def log(name: str, message: str) -> None:
@@ -46,13 +47,24 @@ def process_age() -> float:
         return float(uptime.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
+def load_age() -> float:
+    """Seconds this server has been loading: since its process started, so that the interpreter's
+    own start counts, as a real server's does; but when a wrapper waited in that process before it
+    exec'd the server (the GPU start-order wait, albert_deploy/plan/startup.py), only since the
+    server program began: a container waiting for its turn is not loading."""
+    since_import = time.time() - IMPORTED_AT
+    age = process_age()
+    return since_import if age - since_import > 1.0 else age
+
+
 def start_knobs(name: str) -> str:
     """Apply STANDIN_START_DELAY (or STANDIN_LOAD_SECONDS) and STANDIN_FAIL=exit; return the fail
     mode for the server to honour.
 
     Real servers load weights (minutes) before they bind; the delay lets tests reproduce that.
-    STANDIN_LOAD_SECONDS is a load time counted from the process's start, as a real server's is
-    (its interpreter and imports are part of it): a slow start on a busy host is not added to it.
+    STANDIN_LOAD_SECONDS is a load time counted from the server's start (``load_age``), as a real
+    server's is (its interpreter and imports are part of it): a slow start on a busy host is not
+    added to it.
     """
     fail = os.environ.get("STANDIN_FAIL", "")
     if fail not in FAIL_MODES:
@@ -60,7 +72,7 @@ def start_knobs(name: str) -> str:
         raise SystemExit(2)
     delay = float(os.environ.get("STANDIN_START_DELAY") or 0)
     if os.environ.get("STANDIN_LOAD_SECONDS"):
-        delay = float(os.environ["STANDIN_LOAD_SECONDS"]) - process_age()
+        delay = float(os.environ["STANDIN_LOAD_SECONDS"]) - load_age()
     if delay > 0:
         log(name, f"simulating a {delay:g} s start (STANDIN_START_DELAY)")
         time.sleep(delay)

@@ -8,8 +8,9 @@ The real images cannot be pulled on test machines. This one process copies what 
 health check sees of each server (flags, routes, API-key rules, answer shapes); answers are
 deterministic fakes. Behaviour knobs (environment):
   STANDIN_START_DELAY  seconds to wait before binding (weights loading); GET /standin/state reports
-                       the load window: started_at (process start) and listening_at (bound)
-  STANDIN_LOAD_SECONDS bind that many seconds after the process started (its own start included)
+                       the load window: started_at (the server's start) and listening_at (bound)
+  STANDIN_LOAD_SECONDS bind that many seconds after the server started (its own start included; a
+                       wait before the server's exec, plan/startup.py, not)
   STANDIN_FAIL         never-healthy: /health answers 503 forever; exit: exit 1 after the delay;
                        wrong-shape: healthy, but model answers have the wrong shape
   STANDIN_RESPONSE_DELAY  vllm: seconds each chat completion takes (generation); its answer's
@@ -548,6 +549,7 @@ def main(argv: list[str] | None = None) -> None:
     # that /standin/state reports (tests/test_coldstart_docker.py compares the windows).
     if not F(f"{server.kind} listens once loaded"):
         raise SystemExit(f"{server.kind}: the facts say it listens before loading; this stand-in cannot")
+    server.started_at = time.time() - common.load_age()
     server.fail = common.start_knobs(server.kind)
     server.listening_at = time.time()
     common.log(
