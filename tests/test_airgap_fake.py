@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -99,8 +100,9 @@ def test_pull_takes_everything_from_the_plan(
     result = CliRunner().invoke(cli, ["pull", str(profile), "-o", str(tmp_path / "out"), "--parallel-pulls", "2"])
     assert result.exit_code == 0, result.output
     plan = commands.load(str(profile))
-    wanted = sorted({s.image for s in plan.services} | {"mirror/dl:1"})
-    assert pulled.call_args.args[1:] == (wanted, mock.ANY, 2)
+    wanted = sorted({s.image for s in plan.services})
+    # The downloader's image first (the downloads run in it), then the others while models download.
+    assert [c.args[1:] for c in pulled.call_args_list] == [(["mirror/dl:1"], mock.ANY, 2), (wanted, mock.ANY, 2)]
     assert {c["image"] for c in client.api.containers.values()} == {"mirror/dl:1"}
     assert sorted(c["command"][0] for c in client.api.containers.values()) == sorted(
         [*(j.model_id for j in plan.caches), ASSET.url]
@@ -108,6 +110,26 @@ def test_pull_takes_everything_from_the_plan(
     assert "Downloaded 4 model(s) with mirror/dl:1 (Hugging Face token set)" in result.stdout
     assert "Downloaded the tiktoken o200k_base encoding -> volume albert-standins_tiktoken-cache" in result.stdout
     assert TOKEN not in result.stdout
+
+
+def test_pull_downloads_the_models_while_it_pulls_the_images(client: FakeClient, tmp_path: Path) -> None:
+    """Each image pull (but the downloader's, which the downloads need) waits until a model download
+    has started: run one after the other, every such wait would time out."""
+    profile = standins_profile(
+        tmp_path, images={**yaml.safe_load(FULL.read_text())["images"], "downloader": "mirror/dl:1"}
+    )
+    plan = commands.load(str(profile))
+    api = client.api
+    api.pullable = {s.image for s in plan.services} | {"mirror/dl:1"}  # nothing is here yet
+    downloading, overlapped = threading.Event(), []
+    api.on_pull = lambda ref: None if ref == "mirror/dl:1" else overlapped.append(downloading.wait(timeout=10))
+    run = api.run
+    api.run = lambda container: (downloading.set(), run(container))[1]
+    result = CliRunner().invoke(cli, ["pull", str(profile), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert api.pulls[0] == "mirror/dl:1" and len(api.pulls) == len(api.pullable)
+    assert len(overlapped) == len(api.pullable) - 1 and all(overlapped)
+    assert f"Downloaded {len(plan.caches)} model(s) with mirror/dl:1" in result.stdout
 
 
 def test_lock_resolves_the_images_as_written(

@@ -82,8 +82,22 @@ class FakeApi:
             "exits": ("exited", "Exited (3) 1 second ago"),
             "unhealthy": ("running", "Up 1 second (unhealthy)"),
             "starting": ("running", "Up 1 second (health: starting)"),
+            "check-passes": ("running", "Up 1 second (health: starting)"),  # Docker's first check still to come
         }[how]
         c.ran = True
+
+    def exec_create(self, cid: str, argv: list[str], **_: Any) -> dict[str, str]:
+        """`up` running a health check itself (probe.py): it passes where the behaviour says so."""
+        c = self._get(cid)
+        self.calls.append(("exec", c.labels.get(containers.SERVICE, "")))
+        passes = c.state == "running" and self.behaviour.get(c.labels.get(containers.SERVICE, "")) == "check-passes"
+        return {"Id": f"{'pass' if passes else 'fail'}-{cid}"}
+
+    def exec_start(self, exec_id: str) -> bytes:
+        return b""
+
+    def exec_inspect(self, exec_id: str) -> dict[str, int]:
+        return {"ExitCode": 0 if exec_id.startswith("pass-") else 1}
 
     def unpause(self, cid: str) -> None:
         self._get(cid).state = "running"
@@ -376,3 +390,18 @@ def test_a_replaced_dependency_is_waited_for_by_up_itself(tmp_path: Path) -> Non
     with pytest.raises(ServiceFailed, match=f"service {VLLM} failed"):
         _up(replace(project, services=changed), client, timeouts={VLLM: 0.2})
     assert [s for kind, s in client.api.calls if kind == "start"] == [VLLM]
+
+
+def test_a_check_that_passes_when_up_runs_it_makes_the_service_ready(tmp_path: Path) -> None:
+    """Docker's first check comes one interval after the start; `up` runs the same command sooner
+    (probe.py), and a pass is ready: the API starts without waiting for Docker's verdict on redis."""
+    slow_checks = tmp_path / "slow-checks.yaml"  # compose's default interval: worth probing (probe.WORTH_IT_S)
+    slow_checks.write_text(SMALL.read_text().replace("health_interval: 1", "health_interval: 10"))
+    project, client = make_project(tmp_path, slow_checks)
+    client.api.behaviour.update({"redis": "check-passes", "api": "check-passes"})
+    result, _ = _up(project, client, timeouts={"redis": 30})
+    assert ("exec", "redis") in client.api.calls
+    assert client.api.calls.index(("exec", "redis")) < client.api.calls.index(("start", "api"))
+    assert result.services["redis"]["health"] == "healthy" and result.services["api"]["health"] == "healthy"
+    redis = next(c for c in client.api.store.values() if c.labels[containers.SERVICE] == "redis")
+    assert redis.id in result.verified and redis.status.endswith("(health: starting)")

@@ -169,6 +169,16 @@ def test_scheduler_launches_after_dependencies_and_gpu_ones_first() -> None:
     assert order[0] == "gpu" and order.index("db") < order.index("model") < order.index("api")
 
 
+def test_the_longest_chain_is_launched_first() -> None:
+    """A long vLLM load heading a chain (whisper waits for it on its GPU, the API for both) goes
+    before the databases, though they come first in the plan; ties keep the plan's order."""
+    chains = {"redis": [], "postgres": [], "vllm": [], "whisper": ["vllm"], "api": ["redis", "postgres", "whisper"]}
+    budgets = {"redis": 60, "postgres": 90, "vllm": 975, "whisper": 645, "api": 165}
+    order = scheduler.critical_first(chains, budgets)
+    assert order == ["vllm", "whisper", "postgres", "redis", "api"]
+    assert scheduler.critical_first(chains, {}) == list(chains)  # no weights: the plan's order
+
+
 def test_scheduler_polls_started_nodes_and_aborts_on_failure() -> None:
     tasks = Recorder()
     tasks.pending.append("db")  # already running: polled ready, never launched

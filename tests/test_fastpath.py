@@ -92,7 +92,7 @@ def daemon(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Daemon]:
     os.unlink(path)
 
 
-def _up(out: Path, **kw: Any) -> tuple[dict[str, Any], bool]:
+def _up(out: Path, profile: Path = SMALL, **kw: Any) -> tuple[dict[str, Any], bool]:
     """(result, whether the full converge ran)."""
     ran = []
     real = runner.up
@@ -103,7 +103,7 @@ def _up(out: Path, **kw: Any) -> tuple[dict[str, Any], bool]:
 
     runner.up = counting  # type: ignore[assignment]
     try:
-        return commands.up(str(SMALL), out, **kw), bool(ran)
+        return commands.up(str(profile), out, **kw), bool(ran)
     finally:
         runner.up = real  # type: ignore[assignment]
 
@@ -183,3 +183,22 @@ def test_no_stamp_when_the_gpus_are_read_off_the_host(
     out = tmp_path / "deploy"
     assert commands.up(str(profile), out)["changes"] > 0
     assert not fastpath.stamp_path(out).exists()
+
+
+def test_a_container_up_saw_pass_its_check_needs_no_docker_verdict_yet(daemon: _Daemon, tmp_path: Path) -> None:
+    """`up` ran redis's health check itself and saw it pass (probe.py) before Docker's first check:
+    the next `up` accepts it still "starting" as the previous one did. Another container that
+    turned "starting" (restarted since) takes the full path."""
+    out, profile = tmp_path / "deploy", tmp_path / "slow-checks.yaml"
+    profile.write_text(SMALL.read_text().replace("health_interval: 1", "health_interval: 10"))  # worth probing
+    daemon.api.behaviour["redis"] = "check-passes"
+    _, full = _up(out, profile)
+    assert full
+    stamp = json.loads(fastpath.stamp_path(out).read_text())
+    verified = {row["service"] for row in stamp["containers"].values() if row["verified"]}
+    assert verified == {"redis"}
+    assert not _up(out, profile)[1]
+    api = next(c for c in daemon.api.store.values() if c.name.endswith("-api-1"))
+    api.status = "Up 1 second (health: starting)"
+    daemon.api.behaviour["api"] = "check-passes"  # so that the full path, which runs the check, ends
+    assert _up(out, profile)[1]

@@ -102,7 +102,9 @@ def _stand_in_window(wait_before_exec: float) -> tuple[float, dict[str, float]]:
         port = s.getsockname()[1]
     env = {**os.environ, "STANDIN_LOAD_SECONDS": "1.5"}
     server = [sys.executable, str(STANDINS / "model_server.py"), "vllm", "--host", "127.0.0.1", "--port", str(port)]
-    argv = ["sh", "-c", f'sleep {wait_before_exec}; exec "$@"', "wait", *server]
+    # The start-order wait polls with curl between sleeps; a short busy child stands for curl here.
+    poll = f"{sys.executable} -c 'sum(range(3_000_000))'; sleep {wait_before_exec}; " if wait_before_exec else ""
+    argv = ["sh", "-c", poll + 'exec "$@"', "wait", *server]
     spawned = time.time()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -15,8 +16,10 @@ from albert_deploy.plan.build import Plan
 
 
 def pull(applied: Applied, reporter: Reporter | None = None, parallel: int = images.PARALLEL_PULLS) -> dict[str, Any]:
-    """Every image the plan needs (and the downloader's) not already here, then every hosted model's
-    weights: ``parallel`` pulls, then ``parallel`` downloads, at a time."""
+    """Every image the plan needs (and the downloader's) not already here, and every hosted model's
+    weights: the downloader's image first, then the other images ``parallel`` at a time *while* the
+    models download ``parallel`` at a time (a registry and the Hugging Face hub are two links to
+    fill), then the release's assets."""
     reporter = reporter or Silent()
     client = engine.connect()
     plan = applied.plan
@@ -27,8 +30,13 @@ def pull(applied: Applied, reporter: Reporter | None = None, parallel: int = ima
     token = os.environ.get("HF_TOKEN") or applied.env.get("HF_TOKEN") or None
     reporter.begin([*wanted, *(f"model {j.service}" for j in todo), *(f"asset {a.volume}" for a in plan.assets)])
     try:
-        pulled = images.pull_all(client, wanted, reporter, parallel)
-        downloads = modelcache.download_all(client, plan.project, todo, downloader, token, reporter, parallel)
+        first = [downloader] if todo and downloader in wanted else []
+        pulled = images.pull_all(client, first, reporter, parallel) if first else []
+        rest = [image for image in wanted if image not in first]
+        with ThreadPoolExecutor(max_workers=2) as both:
+            pulling = both.submit(images.pull_all, client, rest, reporter, parallel)
+            downloads = modelcache.download_all(client, plan.project, todo, downloader, token, reporter, parallel)
+            pulled = sorted([*pulled, *pulling.result()], key=lambda row: str(row["image"]))
         fetched = assets.download_assets(client, plan.project, list(plan.assets), downloader, reporter)
     finally:
         reporter.end()

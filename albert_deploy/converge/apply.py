@@ -118,18 +118,20 @@ def up(
         "seconds": round(time.monotonic() - t0, 2),
     }
     if remember is not None and fastpath.socket_path() is not None:
-        _remember(client, applied, remember, summary)
+        _remember(client, applied, remember, summary, result.verified)
     return summary
 
 
-def _remember(client: Any, applied: Applied, inputs: fastpath.Inputs, summary: dict[str, Any]) -> None:
+def _remember(
+    client: Any, applied: Applied, inputs: fastpath.Inputs, summary: dict[str, Any], verified: frozenset[str]
+) -> None:
     from albert_deploy.converge.engine import list_containers
     from albert_deploy.profile.lock import lock_path
 
     project, plan = applied.project, applied.plan
     rows = [
         {"Id": c.id, "service": c.service, "config_hash": c.config_hash, "image": project.services[c.service].image,
-         "checked": project.services[c.service].healthcheck is not None}
+         "checked": project.services[c.service].healthcheck is not None, "verified": c.id in verified}
         for c in list_containers(client, project.name) if c.service in project.services
     ]  # fmt: skip
     env_text = (inputs.out_dir / ENV_FILE).read_text(encoding="utf-8")

@@ -106,7 +106,9 @@ def write(inputs: Inputs, lock: str, names: list[str], rows: list[dict[str, Any]
         "lock": lock,
         "env_names": names,
         "project": result["project"],
-        "containers": {r["Id"]: {k: r[k] for k in ("service", "config_hash", "image", "checked")} for r in rows},
+        "containers": {
+            r["Id"]: {k: r.get(k) for k in ("service", "config_hash", "image", "checked", "verified")} for r in rows
+        },
         "result": {k: result[k] for k in ("project", "services", "api_url")},
     }
     path = stamp_path(inputs.out_dir)
@@ -171,17 +173,19 @@ def _running_as_recorded(project: str, recorded: Mapping[str, dict[str, Any]]) -
     for row in rows:
         want, labels = recorded[row["Id"]], row.get("Labels") or {}
         healthy = "(healthy)" in row.get("Status", "")
+        # Docker's first verdict may not have come yet for a container whose check `up` ran itself (probe.py).
+        vouched = healthy or (bool(want.get("verified")) and "(health: starting)" in row.get("Status", ""))
         image = image_ids.get(want["image"])
         if (
             row.get("State") != "running"
-            or (want["checked"] and not healthy)
+            or (want["checked"] and not vouched)
             or labels.get(CONFIG_HASH) != want["config_hash"]
             or labels.get(SERVICE) != want["service"]
             or not isinstance(image, dict)
             or image.get("Id") != row.get("ImageID")
         ):
             return None
-        states[want["service"]] = {"state": "running", "health": "healthy" if healthy else ""}
+        states[want["service"]] = {"state": "running", "health": "healthy" if vouched and want["checked"] else ""}
     return states
 
 

@@ -61,6 +61,7 @@ class UpResult:
     actions: list[reconcile.Action]
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    verified: frozenset[str] = frozenset()  # containers whose health check `up` ran and saw pass
 
 
 def up(
@@ -114,7 +115,9 @@ def up(
             raise
     finally:
         reporter.end()
-    return UpResult(project.name, planned, run.watch.summary(), time.monotonic() - t0)
+    return UpResult(
+        project.name, planned, run.watch.summary(), time.monotonic() - t0, frozenset(run.watch.prober.passed)
+    )
 
 
 class Run(scheduler.Tasks):
@@ -133,7 +136,10 @@ class Run(scheduler.Tasks):
 
     def execute(self, detach: bool) -> None:
         project, progress = self.project, self.watch.progress
-        deps = {s: list(spec.depends_on) for s, spec in project.services.items()}
+        chains = {s: list(spec.depends_on) for s, spec in project.services.items()}
+        # Launched longest chain first (health budgets as the weights): vLLM before the databases.
+        budgets = {s: reconcile.service_timeout(spec, {}, s) for s, spec in project.services.items()}
+        deps = {s: chains[s] for s in scheduler.critical_first(chains, budgets)}
         for service, waited in self._waiting_inside().items():
             deps[service] = [d for d in deps[service] if d not in waited]
             progress[service].waits = waited

@@ -32,6 +32,20 @@ class Tasks(Protocol):
         """Main thread, after every task in flight has ended: clean up before the error is raised."""
 
 
+def critical_first(dependencies: Mapping[str, Collection[str]], weight: Mapping[str, float]) -> list[str]:
+    """The nodes, those heading the longest chain first: a node's rank is its ``weight`` plus the
+    highest rank among the nodes that need it. Launched in that order, what the last node waits for
+    longest starts first (list scheduling by critical path). Ties keep their order."""
+    needed_by: dict[str, list[str]] = {node: [] for node in dependencies}
+    for node, needs in dependencies.items():
+        for need in needs:
+            needed_by.setdefault(need, []).append(node)
+    rank: dict[str, float] = {}
+    for node in reversed(list(graphlib.TopologicalSorter(dependencies).static_order())):
+        rank[node] = weight.get(node, 0.0) + max((rank[m] for m in needed_by.get(node, ())), default=0.0)
+    return sorted(dependencies, key=lambda node: -rank[node])
+
+
 def execute(
     dependencies: Mapping[str, Collection[str]],
     tasks: Tasks,

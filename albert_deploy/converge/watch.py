@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from albert_deploy.converge import reconcile
+from albert_deploy.converge import probe, reconcile
 from albert_deploy.converge.containers import PROJECT
 from albert_deploy.converge.engine import exit_code, health_from_status
 from albert_deploy.converge.operations import Operations
@@ -45,6 +45,7 @@ class Watch:
         self.ops, self.progress, self.timeouts, self.secrets = ops, progress, timeouts, secrets
         self.wake = threading.Event()
         self.died: dict[str, str] = {}  # container id -> exit code, from "die" events
+        self.prober = probe.Prober(ops.client, self.wake.set)  # the health check, run by `up` itself
 
     def follow(self) -> Any:
         """Wake the loop on every event of the project's containers that may change their state or health
@@ -100,13 +101,17 @@ class Watch:
             if (status, health) != (p.state, p.health):
                 p.state, p.health = status, health
                 self.ops.reporter.update(service, state=status, health=health or "")
-            has_check = self.ops.project.services[service].healthcheck is not None
+            check = self.ops.project.services[service].healthcheck
+            if health == "starting" and not p.waits and p.container:
+                self.prober.watch(p.container, check)
+            passed = health == "starting" and p.container in self.prober.passed
             if status in ("exited", "dead", "restarting") or p.container in self.died:
                 p.failed = f"exited with code {self.died.get(p.container or '') or exit_code(row.get('Status', ''))}"
             elif health == "unhealthy":
                 p.failed = "its health check failed (unhealthy)"
-            elif status == "running" and (health == "healthy" or not has_check):
+            elif status == "running" and (health == "healthy" or check is None or passed):
                 p.ready, p.ready_at = True, time.monotonic()
+                p.health = "healthy" if passed else p.health  # its check passed: what Docker will say next
                 turned.append(service)
                 self.ops.reporter.update(service, state="ready")
             elif not p.waits and time.monotonic() > p.deadline:
@@ -117,6 +122,7 @@ class Watch:
         failed = [s for s, p in self.progress.items() if p.failed]
         if failed:
             raise self._failure(failed)
+        self.prober.tick()
         return turned
 
     def _failure(self, services: list[str]) -> ServiceFailed:

@@ -84,7 +84,7 @@ while [ "$1" != -- ]; do
   echo "albert-deploy: GPU start order: waiting for $1" >&2
   until answers "$1" "$2"; do
     if [ "$(date +%s)" -ge "$deadline" ]; then echo "albert-deploy: $1 still silent, starting anyway" >&2; break; fi
-    sleep 1
+    sleep 0.5 2>/dev/null || sleep 1  # POSIX sleep takes whole seconds; coreutils and busybox take 0.5
   done
   shift 2
 done

@@ -39,12 +39,24 @@ def exit_on_signals() -> None:
     signal.signal(signal.SIGINT, stop)
 
 
+def _stat() -> list[str]:
+    """/proc/self/stat's fields from the third on ([0] is field 3, the state)."""
+    with open("/proc/self/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
 def process_age() -> float:
     """Seconds since this process started (its first exec: /proc/self/stat field 22, in clock ticks
     since boot), so that a wrapper that execs the server and the interpreter's own start count."""
-    with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
-        start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # [0] is field 3
-        return float(uptime.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+    with open("/proc/uptime") as uptime:
+        return float(uptime.read().split()[0]) - int(_stat()[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def ran_children() -> bool:
+    """Whether this process reaped children before it became the server (fields 16-17, cutime and
+    cstime): a wrapper's loop (curl, sleep) did; an interpreter starting, however slowly, does not."""
+    fields = _stat()
+    return int(fields[13]) + int(fields[14]) > 0
 
 
 def load_age() -> float:
@@ -52,9 +64,7 @@ def load_age() -> float:
     own start counts, as a real server's does; but when a wrapper waited in that process before it
     exec'd the server (the GPU start-order wait, albert_deploy/plan/startup.py), only since the
     server program began: a container waiting for its turn is not loading."""
-    since_import = time.time() - IMPORTED_AT
-    age = process_age()
-    return since_import if age - since_import > 1.0 else age
+    return time.time() - IMPORTED_AT if ran_children() else process_age()
 
 
 def start_knobs(name: str) -> str:
