@@ -5,7 +5,7 @@ Docker 20.10 has no ``start_interval``), and then once per interval. A database 
 seconds is therefore called healthy after ten, and each step of a chain of ``depends_on`` waits
 that long again. ``up`` runs the same command in the container (``docker exec``: the container's
 environment, so ``$API_KEY`` in the command means what it means to Docker) soon after the start,
-then less and less often, up to the check's own interval. One success is what Docker calls
+then less and less often, up to every 2 s (or the check's own interval, if shorter). One success is what Docker calls
 healthy (no success threshold: moby daemon/health.go, ``handleProbeResult``), so once the command
 passes, the service counts as ready and its dependents may start; Docker's own status follows at
 its next check.
@@ -25,7 +25,8 @@ from typing import Any
 from albert_deploy.catalog import HealthCheck
 
 FIRST_S = 0.25  # the first probe, after the start
-GROWTH = 2.0  # each next probe waits this much longer, up to the check's interval
+GROWTH = 1.5  # each next probe waits this much longer, up to the check's interval or LONGEST_S
+LONGEST_S = 2.0  # a long load (vLLM: minutes) is seen within 2 s of its end, for one exec per 2 s
 AT_ONCE = 4  # probes running at the same time
 # Docker's own checks at most this far apart: a probe would gain less than it costs (an exec in the
 # container: measured here, six containers starting on 2 cores with 1 s checks came up 2 s later).
@@ -88,7 +89,7 @@ class Prober:
                     self.passed.add(container)
                     self._due.pop(container, None)
             else:
-                later = min(delay * GROWTH, float(check.interval_s))
+                later = min(delay * GROWTH, float(check.interval_s), LONGEST_S)
                 with self._lock:
                     if container in self._due:
                         self._due[container] = (time.monotonic() + later, later, argv, check)
