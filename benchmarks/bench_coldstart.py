@@ -13,7 +13,15 @@ is the health-check interval (compose's 10 s default becomes 1 s).
 
 No GPU here. The placement and the start order are computed for the declared H100, exactly as in
 production; `up --no-gpus` (a product option) then drops only the device requests from the
-Docker requests. `depends_on` is untouched, so the order Docker and `up` follow is the planned one.
+Docker requests. The planned order is kept inside the containers (each server of a later step
+waits for its predecessors' health URL before its own start, plan/startup.py), so `up` starts them
+all at once and Docker's health-check interval is not on the path (docs/memory-model.md, "How the
+schedule is kept").
+
+What the bound leaves out, and the measure includes: the CLI's own start, render and container
+creation (about 1 s here), and each step's detection (a poll every 0.5 s) and the API's own start
+(about 0.5 s): about 2 s in all, which do not shrink with --scale. So the ratio falls as --scale
+grows: a tenth is the quick default, --scale 0.25 is closer to the real load times.
 
 Bound: per GPU, what docs/memory-model.md allows: its vLLM servers one at a time, the other
 servers together (Σ vLLM loads + the longest other load); GPUs in parallel. The old chain: every
