@@ -179,6 +179,7 @@ def restore_text(result: dict[str, Any]) -> str:
     return "\n".join([f"Verified and restored {result['backup']} (taken {result['created']}) into project "
                       f"{result['project']} in {result['seconds']} s:",
                       *(["  postgres: the dump, in one transaction"] if result["postgres"] else []),
+                      *(["  postgres: the playground's database, in one transaction"] if result.get("playground") else []),
                       f"  qdrant: {len(result['collections'])} collection(s) {', '.join(result['collections'])}",
                       *(f"  qdrant: {c} was not in the backup and is left as it is" for c in result["collections_not_in_backup"]),
                       f"  redis keyspace now: {', '.join(result['redis_keys']) or 'empty'}",

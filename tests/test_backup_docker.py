@@ -2,7 +2,7 @@
 the test images) and the stand-in qdrant (snapshots as qdrant's REST API at v1.11.5, see
 tests/standins/facts.py).
 
-Rows, keys and points are written, backed up, the stack is removed with its volumes and brought up
+Rows (in the API's database and the playground's), keys and points are written, backed up, the stack is removed with its volumes and brought up
 empty, the backup is restored and every row, key and point is found again. A corrupted archive
 changes nothing. The ``deploy`` fixture removes everything by label, pass or fail.
 """
@@ -29,8 +29,8 @@ KEYS = {f"limiter:user-{i}": str(i * 7) for i in range(1, 21)}
 POINTS = [{"id": i, "vector": [0.1 * i, 0.2], "payload": {"doc": f"d{i}"}} for i in range(1, 6)]
 
 
-def _psql(d: Deployment, sql: str) -> str:
-    code, out = d.container("postgres").exec_run(["psql", "-X", "-U", "postgres", "-d", "api", "-tAc", sql])
+def _psql(d: Deployment, sql: str, database: str = "api") -> str:
+    code, out = d.container("postgres").exec_run(["psql", "-X", "-U", "postgres", "-d", database, "-tAc", sql])
     assert code == 0, out
     return str(out.decode())
 
@@ -58,6 +58,8 @@ def _write(d: Deployment) -> None:
         assert _redis(d, "SET", key, value) == "OK"
     _qdrant(d, "PUT", "/collections/documents", {"vectors": {"size": 2, "distance": "Cosine"}})
     _qdrant(d, "PUT", "/collections/documents/points", {"points": POINTS})
+    _psql(d, "CREATE TABLE conversations (id int PRIMARY KEY, title text)", "playground")
+    _psql(d, "INSERT INTO conversations VALUES (1, 'bonjour'), (2, 'merci')", "playground")
 
 
 def _read(d: Deployment) -> tuple[list[tuple[int, str, str]], dict[str, str], list[Any]]:
@@ -72,6 +74,8 @@ def test_backup_down_volumes_up_restore_finds_every_row_key_and_point(
     deploy: Callable[..., Deployment], tmp_path: Path
 ) -> None:
     d = deploy()
+    d.data["images"]["playground"] = "albert-deploy-test/playground:1"
+    d.edit(playground=True)  # its conversations live in a database of its own on the same postgres
     d.up()
     _write(d)
     archive = tmp_path / "site.backup.tar"
@@ -86,7 +90,9 @@ def test_backup_down_volumes_up_restore_finds_every_row_key_and_point(
         names = tar.getnames()
         manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
     assert names[0] == "manifest.json" and set(names[1:]) == set(manifest["members"])
-    assert {"postgres/dump.sql", "redis/dump.rdb", "qdrant/documents.snapshot"} == set(manifest["members"])
+    assert {"postgres/dump.sql", "postgres/playground.sql", "redis/dump.rdb", "qdrant/documents.snapshot"} == set(
+        manifest["members"]
+    )
     assert (manifest["release"], manifest["vector_store"], manifest["lock"]) == ("0.2.0", "qdrant", None)
     env = (d.out / ".env").read_text()
     secrets = [line.split("=", 1)[1].strip().strip("'\"") for line in env.splitlines() if "=" in line]
@@ -97,6 +103,7 @@ def test_backup_down_volumes_up_restore_finds_every_row_key_and_point(
     assert d.cli("down", "--volumes").exit_code == 0
     d.up()
     assert _psql(d, "SELECT to_regclass('tokens')").strip() == "" and _redis(d, "DBSIZE") == "0"
+    assert _psql(d, "SELECT to_regclass('conversations')", "playground").strip() == ""
 
     # A corrupted copy: refused before anything changes, one line naming the file and the member.
     bad = tmp_path / "bad.tar"
@@ -120,6 +127,10 @@ def test_backup_down_volumes_up_restore_finds_every_row_key_and_point(
     assert rows == ROWS and keys == KEYS
     assert sorted(points, key=lambda p: p["id"]) == POINTS
     assert _redis(d, "EXISTS", "fresh") == "0"  # the backup's keyspace, not a merge
+    assert (
+        _psql(d, "SELECT string_agg(title, ',' ORDER BY id) FROM conversations", "playground").strip()
+        == "bonjour,merci"
+    )
     assert all(d.container(s).status == "running" for s in ids)
     assert d.container("api").attrs["State"]["Health"]["Status"] == "healthy"
     took = json.loads(restored.stdout)["seconds"]

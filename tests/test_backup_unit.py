@@ -25,6 +25,7 @@ from albert_deploy.errors import BackupError
 from tests.helpers import FULL, SMALL
 
 DUMP = b"-- PostgreSQL database dump\nCREATE TABLE public.tokens (id int);\n" * 100
+PLAYGROUND_DUMP = b"-- PostgreSQL database dump\nCREATE TABLE public.conversations (id int);\n" * 50
 RDB = b"REDIS0010" + bytes(range(256)) * 10
 SNAPSHOT = b"qdrant snapshot bytes" * 1000
 
@@ -37,11 +38,14 @@ def _file_tar(name: str, data: bytes, uid: int = 0) -> list[bytes]:
 class Fake:
     """A stack of four running containers; records what is done to them."""
 
-    def __init__(self, project: str, appendonly: str = "no") -> None:
+    def __init__(self, project: str, appendonly: str = "no", playground: bool = False) -> None:
         self.project, self.appendonly = project, appendonly
+        self.services = ("redis", "postgres", "qdrant", "api", *(["playground"] if playground else []))
         self.api = self
         self.log: list[str] = []
         self.sql = b""
+        self.sql_by_database: dict[str, bytes] = {}
+        self.databases = {"api"}  # what the postgres server holds
         self.put: dict[str, bytes] = {}
         self.snapshots: dict[str, bytes] = {}
 
@@ -50,7 +54,7 @@ class Fake:
         return [
             {"Id": s, "Names": [f"/{self.project}-{s}-1"], "State": "running", "Status": "Up",
              "Labels": {PROJECT: self.project, SERVICE: s}}
-            for s in ("redis", "postgres", "qdrant", "api")
+            for s in self.services
         ]  # fmt: skip
 
     def inspect_container(self, container: str) -> dict[str, Any]:
@@ -85,13 +89,22 @@ class Fake:
     # --- commands run in the containers (stackops.exec_stream)
     def exec_stream(self, client: Any, container: str, argv: list[str], **kw: Any) -> tuple[int, bytes]:
         sink = kw.get("sink") or (lambda _b: None)
+        database = argv[4] if len(argv) > 4 else "api"  # none: the container's own (POSTGRES_DB)
         if argv[:2] == ["sh", "-c"] and "pg_dump" in argv[2]:
             assert 'PGPASSWORD="$POSTGRES_PASSWORD"' in argv[2]  # the container's own, never passed in
-            sink(DUMP)
-            self.log.append("pg_dump")
+            sink(DUMP if database == "api" else PLAYGROUND_DUMP)
+            self.log.append("pg_dump" if database == "api" else f"pg_dump {database}")
+        elif argv[:2] == ["sh", "-c"] and argv[2] == stores_module.PSQL_ADMIN:
+            sql = b"".join(kw["stdin"]).decode()
+            if sql.startswith("SELECT 1 FROM pg_database"):
+                sink(b"1\n" if sql.split("'")[1] in self.databases else b"")
+            else:
+                self.databases.add(sql.removeprefix("CREATE DATABASE ").rstrip(";"))
+                self.log.append(sql)
         elif argv[:2] == ["sh", "-c"] and "psql" in argv[2]:
-            self.sql = b"".join(kw["stdin"])
-            self.log.append("psql")
+            self.sql_by_database[database] = b"".join(kw["stdin"])
+            self.sql = self.sql_by_database.get("api", b"")
+            self.log.append("psql" if database == "api" else f"psql {database}")
         elif argv[0] == "redis-cli":
             args = " ".join(argv[2:])
             answers = {
@@ -184,6 +197,40 @@ def test_restore_verifies_then_replaces_with_the_api_stopped(fake: Fake, plan: A
     assert fake.put["qdrant:/qdrant/snapshots/docs/docs-1.snapshot"] == SNAPSHOT
     assert "qdrant PUT /collections/faq/snapshots/recover?wait=true" in log
     assert result["collections"] == ["docs", "faq"] and result["postgres"] and not result["notes"]
+
+
+def test_the_playgrounds_database_is_backed_up_and_restored_with_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The playground keeps its conversations in a database of its own on the stack's postgres
+    (0.2.0): dumped beside the API's, and restored into it (created first in a fresh volume) while
+    the playground is stopped like the API."""
+    profile = tmp_path / "with-playground.yaml"
+    profile.write_text(SMALL.read_text() + "\nplayground: true\n")
+    plan = commands.load(str(profile))
+    fake = Fake(plan.project, playground=True)
+    monkeypatch.setattr(stores_module.stackops, "exec_stream", fake.exec_stream)
+    target, result = _backup(fake, plan, tmp_path)
+    assert result["playground"] and "postgres/playground.sql" in result["members"]
+    with tarfile.open(target) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert manifest["playground"]["database"] == "playground"
+    fake.log.clear()
+    restored = restore.restore(lambda: fake, plan, target)
+    log = fake.log
+    assert {"stop api", "stop playground"} <= set(log[:3]) and {"start api", "start playground"} == set(log[-2:])
+    assert log.index("CREATE DATABASE playground;") < log.index("psql playground")  # a fresh volume has none
+    assert fake.sql_by_database == {"api": DUMP, "playground": PLAYGROUND_DUMP} and restored["playground"]
+    fake.log.clear()
+    restore.restore(lambda: fake, plan, target)
+    assert not any(line.startswith("CREATE DATABASE") for line in fake.log)  # it exists now
+    # Into a stack without the playground: the API's data only, and a note says so.
+    without = commands.load(str(SMALL))
+    other = Fake(without.project)
+    monkeypatch.setattr(stores_module.stackops, "exec_stream", other.exec_stream)
+    result = restore.restore(lambda: other, without, target)
+    assert not result["playground"] and "playground" not in other.sql_by_database
+    assert any("has no playground: not restored" in n for n in result["notes"])
 
 
 def _corrupt(path: Path, needle: bytes) -> Path:

@@ -2,9 +2,10 @@
 
 Order: verify every member's sha256 and the manifest (a bad archive changes nothing); refuse a
 stack of another release or vector store; check every container it needs runs and redis keeps no
-append-only file; then stop the API (nothing writes while the data is replaced), restore postgres
-(one transaction), qdrant (per collection), redis (stop, replace its RDB, start), the model
-caches if the archive has them, and start the API again.
+append-only file; then stop the API and the playground (nothing writes while the data is replaced),
+restore postgres (one transaction; the playground's database too, created if missing, when the stack
+has one), qdrant (per collection), redis (stop, replace its RDB, start), the model caches if the
+archive has them, and start the API and the playground again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from albert_deploy.airgap.bundle import VOLUME_ROOT, volume_helper
 from albert_deploy.backup import streams
 from albert_deploy.backup.archive import member_chunks, verify
 from albert_deploy.backup.stores import (
+    pg_create_missing,
     psql_restore,
     qdrant_collections,
     qdrant_recover,
@@ -62,13 +64,23 @@ def restore(connect: Callable[[], Any], plan: Plan, path: Path) -> dict[str, Any
             "redis runs with appendonly yes: it would load its append-only file, not the restored RDB. Nothing was restored"
         )
     before = set(qdrant_collections(client, found["qdrant"], port))  # qdrant answers, with its key
-    apis = [running(client, plan.project, s.name).id for s in plan.services if s.role == "api"]
-    for api in apis:
-        client.api.stop(api, timeout=containers.STOP_TIMEOUT_S)
+    # What writes to the stores (the API; the playground, to its database) is stopped meanwhile.
+    writers = {
+        s.name: running(client, plan.project, s.name).id for s in plan.services if s.role in ("api", "playground")
+    }
+    playground: dict[str, Any] = manifest.get("playground") or {}
+    playground_restored = bool(playground) and plan.playground_database == playground["database"]
+    for writer in writers.values():
+        client.api.stop(writer, timeout=containers.STOP_TIMEOUT_S)
     try:
         with tarfile.open(path, "r:") as tar:
             if "postgres" in manifest:
                 psql_restore(client, found["postgres"], member_chunks(tar, manifest["postgres"]["member"]))
+            if playground_restored:
+                pg_create_missing(client, found["postgres"], playground["database"])
+                psql_restore(
+                    client, found["postgres"], member_chunks(tar, playground["member"]), playground["database"]
+                )
             collections = manifest["qdrant"]["collections"]
             for name, meta in sorted(collections.items()):
                 data = member_chunks(tar, meta["member"])
@@ -76,11 +88,15 @@ def restore(connect: Callable[[], Any], plan: Plan, path: Path) -> dict[str, Any
             keys = _redis(client, found["redis"], manifest["redis"], tar)
             _volumes(client, plan.project, manifest["volumes"], tar)
     finally:
-        for api in apis:
-            client.api.start(api)
-        for api in apis:
-            wait_healthy(client, api, "api")
+        for writer in writers.values():
+            client.api.start(writer)
+        for service, writer in writers.items():
+            wait_healthy(client, writer, service)
     notes = []
+    if playground and not playground_restored:
+        notes.append(
+            f"the backup holds the playground's database; project {plan.project} has no playground: not restored"
+        )
     if manifest["project"] != plan.project:
         notes.append(f"backed up from project {manifest['project']}, restored into {plan.project}")
     return {
@@ -90,6 +106,7 @@ def restore(connect: Callable[[], Any], plan: Plan, path: Path) -> dict[str, Any
         "vector_store": manifest["vector_store"],
         "created": manifest.get("created", ""),
         "postgres": "postgres" in manifest,
+        "playground": playground_restored,
         "collections": sorted(collections),
         "collections_not_in_backup": sorted(before - set(collections)),
         "redis_keys": keys,

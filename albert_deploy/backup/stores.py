@@ -17,6 +17,7 @@ printed, or written into an archive.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -38,13 +39,18 @@ _QDRANT_HTTP = (
     'printf "%s %s HTTP/1.0\\r\\nHost: localhost\\r\\napi-key: %s\\r\\nContent-Type: application/json\\r\\n'
     'Content-Length: %s\\r\\n\\r\\n%s" "$2" "$3" "${QDRANT__SERVICE__API_KEY:-}" "${#4}" "$4" >&3; cat <&3'
 )
+# $1: the database; none means the container's own (POSTGRES_DB, the API's).
 PG_DUMP = (
-    'PGPASSWORD="$POSTGRES_PASSWORD" exec pg_dump --no-password --clean --if-exists -U "$POSTGRES_USER" "$POSTGRES_DB"'
+    'PGPASSWORD="$POSTGRES_PASSWORD" exec pg_dump --no-password --clean --if-exists -U "$POSTGRES_USER" '
+    '"${1:-$POSTGRES_DB}"'
 )
 PSQL = (
     'PGPASSWORD="$POSTGRES_PASSWORD" exec psql -X -q --no-password -v ON_ERROR_STOP=1 --single-transaction '
-    '-U "$POSTGRES_USER" -d "$POSTGRES_DB"'
+    '-U "$POSTGRES_USER" -d "${1:-$POSTGRES_DB}"'
 )
+# SQL on stdin, run in the container's own database (an existing one, to create another from).
+PSQL_ADMIN = 'PGPASSWORD="$POSTGRES_PASSWORD" exec psql -X -q -t -A --no-password -U "$POSTGRES_USER" -d "$POSTGRES_DB"'
+PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")  # needs no quoting in SQL
 WAIT_S = 300.0
 
 
@@ -77,12 +83,25 @@ def run(
 # --- postgres ------------------------------------------------------------------------------------
 
 
-def pg_dump(client: Any, container: str, sink: Callable[[bytes], object]) -> None:
-    run(client, container, ["sh", "-c", PG_DUMP], "pg_dump in the postgres container", sink=sink)
+def pg_dump(client: Any, container: str, sink: Callable[[bytes], object], database: str = "") -> None:
+    argv = ["sh", "-c", PG_DUMP, "pg_dump", *([database] if database else [])]
+    run(client, container, argv, f"pg_dump{' of ' + database if database else ''} in the postgres container", sink=sink)
 
 
-def psql_restore(client: Any, container: str, sql: Iterator[bytes]) -> None:
-    run(client, container, ["sh", "-c", PSQL], "psql (restoring the dump) in the postgres container", stdin=sql)
+def psql_restore(client: Any, container: str, sql: Iterator[bytes], database: str = "") -> None:
+    argv = ["sh", "-c", PSQL, "psql", *([database] if database else [])]
+    run(client, container, argv, "psql (restoring the dump) in the postgres container", stdin=sql)
+
+
+def pg_create_missing(client: Any, container: str, database: str) -> None:
+    """Create ``database`` unless it exists (a stack's own extra database, in a fresh volume)."""
+    if not PLAIN_NAME.fullmatch(database):
+        raise BackupError(f"internal error: database name {database!r} is not a plain name; please report it")
+    exists = f"SELECT 1 FROM pg_database WHERE datname = '{database}';".encode()
+    found = run(client, container, ["sh", "-c", PSQL_ADMIN], f"psql (looking for {database})", stdin=iter([exists]))
+    if found.strip() != b"1":
+        create = f"CREATE DATABASE {database};".encode()
+        run(client, container, ["sh", "-c", PSQL_ADMIN], f"psql (creating {database})", stdin=iter([create]))
 
 
 # --- redis ---------------------------------------------------------------------------------------

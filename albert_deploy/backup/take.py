@@ -1,4 +1,5 @@
-"""`backup`: every database of a running stack into one archive (see ``archive.py``), online.
+"""`backup`: every database of a running stack into one archive (see ``archive.py``), online: the
+API's postgres database (and the playground's, when the stack has one), redis and qdrant.
 
 Each store is read with its own consistent method (``stores.py``) while the stack keeps serving;
 no container is stopped. The stores are read one after another: each is consistent in itself, the
@@ -58,6 +59,12 @@ def backup(client: Any, plan: Plan, lock: dict[str, Any] | None, target: Path, w
             with stage.writer("postgres/dump.sql") as write:
                 pg_dump(client, found["postgres"], write)
             manifest["postgres"] = {"member": "postgres/dump.sql", "format": "plain SQL (pg_dump --clean --if-exists)"}
+            if plan.playground_database:  # its conversations and users: a database of its own
+                member = f"postgres/{plan.playground_database}.sql"
+                with stage.writer(member) as write:
+                    pg_dump(client, found["postgres"], write, plan.playground_database)
+                manifest["playground"] = {"member": member, "database": plan.playground_database,
+                                          "format": "plain SQL (pg_dump --clean --if-exists)"}  # fmt: skip
         collections: dict[str, dict[str, Any]] = {}
         for name in qdrant_collections(client, found["qdrant"], port):
             meta: dict[str, Any] = {"member": f"qdrant/{urllib.parse.quote(name, safe='')}.snapshot"}
@@ -85,6 +92,7 @@ def backup(client: Any, plan: Plan, lock: dict[str, Any] | None, target: Path, w
         "release": plan.release.version,
         "vector_store": plan.vector_store,
         "stores": [s for s in STORES if s in found],
+        "playground": "playground" in manifest,
         "collections": sorted(collections),
         "redis_keys": saved["keyspace"],
         "volumes": sorted(manifest["volumes"]),

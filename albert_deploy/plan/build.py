@@ -78,6 +78,13 @@ class Plan:
         return self.kubernetes_settings or Kubernetes.model_validate({})
 
     @property
+    def playground_database(self) -> str:
+        """The playground's own database on the stack's postgres (0.2.0), or "" without a playground."""
+        from albert_deploy.plan.releases.playground import PLAYGROUND_DB
+
+        return PLAYGROUND_DB if any(s.role == "playground" for s in self.services) else ""
+
+    @property
     def volumes(self) -> list[str]:
         return sorted({m.volume for s in self.services for m in s.mounts if not m.is_bind})
 

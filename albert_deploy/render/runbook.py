@@ -34,6 +34,7 @@ def runbook_context(plan: Plan) -> dict[str, Any]:
         "profile_arg": "" if plan.source == DEFAULT_PROFILE else " " + shlex.quote(plan.source),
         "vector_store": plan.vector_store,
         "has_postgres": any(s.name == "postgres" for s in plan.services),
+        "has_playground": bool(plan.playground_database),
     }
 
 
