@@ -43,6 +43,11 @@ class HealthCheck:
     retries: int = 5
     http: HttpGet | None = None
 
+    def argv(self) -> tuple[str, ...] | None:
+        """What Docker runs: ``CMD``'s arguments; ``CMD-SHELL``'s command through the container's /bin/sh."""
+        kind, *rest = self.test
+        return {"CMD": tuple(rest), "CMD-SHELL": ("/bin/sh", "-c", *rest[:1])}.get(kind) if rest else None
+
 
 def curl_get(get: HttpGet, start_period_s: int) -> HealthCheck:
     """For images with curl."""
@@ -153,10 +158,8 @@ def tei_tag(compute_capability: tuple[int, int] | None, on_gpu: bool) -> str:
     """The TEI image tag for a GPU generation; the CPU build where ``tei_runs_on_cpu``."""
     if tei_runs_on_cpu(compute_capability, on_gpu):
         return f"cpu-{TEI_VERSION}"
-    if compute_capability is None:
-        return TEI_VERSION  # the generic CUDA build
-    # Unknown newer generations take the generic CUDA build.
-    return TEI_VARIANTS.get(compute_capability, "") + TEI_VERSION
+    # No generation given, or an unknown newer one: the generic CUDA build.
+    return (TEI_VARIANTS.get(compute_capability, "") if compute_capability else "") + TEI_VERSION
 
 
 @dataclass(frozen=True)
@@ -248,10 +251,7 @@ GPU_MODELS: tuple[GpuModel, ...] = (
 
 
 def gpu_by_name(name: str) -> GpuModel | None:
-    for gpu in GPU_MODELS:
-        if name in gpu.names:
-            return gpu
-    return None
+    return next((gpu for gpu in GPU_MODELS if name in gpu.names), None)
 
 
 # --- Albert API releases -------------------------------------------------------------------------

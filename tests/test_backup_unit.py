@@ -230,7 +230,7 @@ def test_the_playgrounds_database_is_backed_up_and_restored_with_it_stopped(
     monkeypatch.setattr(stores_module.stackops, "exec_stream", other.exec_stream)
     result = restore.restore(lambda: other, without, target)
     assert not result["playground"] and "playground" not in other.sql_by_database
-    assert any("has no playground: not restored" in n for n in result["notes"])
+    assert any("has no playground, so it was not restored: set `playground: true`" in n for n in result["notes"])
 
 
 def _corrupt(path: Path, needle: bytes) -> Path:

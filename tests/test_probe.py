@@ -8,8 +8,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
-
 from albert_deploy.catalog import HealthCheck
 from albert_deploy.converge import probe
 
@@ -59,11 +57,17 @@ def _until(condition: Any, prober: probe.Prober, seconds: float = 5.0) -> None:
 
 
 def test_the_command_is_what_docker_runs() -> None:
-    assert probe.command(CHECK) == ["/bin/sh", "-c", CHECK.test[1]]  # the container's own shell expands $API_KEY
-    assert probe.command(HealthCheck(test=("CMD", "pg_isready", "-h", "127.0.0.1"), start_period_s=1)) == [
+    assert CHECK.argv() == ("/bin/sh", "-c", CHECK.test[1])  # the container's own shell expands $API_KEY
+    assert HealthCheck(test=("CMD", "pg_isready", "-h", "127.0.0.1"), start_period_s=1).argv() == (
         "pg_isready", "-h", "127.0.0.1"
-    ]  # fmt: skip
-    assert probe.command(HealthCheck(test=("NONE",), start_period_s=1)) is None
+    )  # fmt: skip
+    assert HealthCheck(test=("NONE",), start_period_s=1).argv() is None
+    api = ExecApi({"c1": [0]})
+    prober = probe.Prober(Client(api), lambda: None)
+    prober.watch("c1", CHECK)
+    prober.watch("c2", HealthCheck(test=("NONE",), start_period_s=1, interval_s=10))  # nothing to run
+    _until(lambda: "c1" in prober.passed, prober)
+    assert [(container, argv) for container, argv, _ in api.runs] == [("c1", ["/bin/sh", "-c", CHECK.test[1]])]
 
 
 def test_a_check_that_passes_on_the_third_try_is_seen_soon_then_no_more_probes() -> None:
@@ -117,8 +121,8 @@ def test_a_pass_slower_than_the_checks_timeout_is_a_failure_as_for_docker() -> N
     assert len(api.runs) >= 2 and not prober.passed
 
 
-@pytest.mark.parametrize("running", [probe.AT_ONCE + 2])
-def test_at_most_a_few_probes_run_at_once(running: int) -> None:
+def test_at_most_a_few_probes_run_at_once() -> None:
+    running = probe.AT_ONCE + 2
     api = ExecApi({f"c{i}": [0] for i in range(running)}, seconds=0.2)
     prober = probe.Prober(Client(api), lambda: None)
     for i in range(running):

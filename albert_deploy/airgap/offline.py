@@ -31,7 +31,7 @@ def pull(applied: Applied, reporter: Reporter | None = None, parallel: int = ima
     reporter.begin([*wanted, *(f"model {j.service}" for j in todo), *(f"asset {a.volume}" for a in plan.assets)])
     try:
         first = [downloader] if todo and downloader in wanted else []
-        pulled = images.pull_all(client, first, reporter, parallel) if first else []
+        pulled = images.pull_all(client, first, reporter, parallel)
         rest = [image for image in wanted if image not in first]
         with ThreadPoolExecutor(max_workers=2) as both:
             pulling = both.submit(images.pull_all, client, rest, reporter, parallel)

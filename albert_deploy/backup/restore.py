@@ -95,7 +95,8 @@ def restore(connect: Callable[[], Any], plan: Plan, path: Path) -> dict[str, Any
     notes = []
     if playground and not playground_restored:
         notes.append(
-            f"the backup holds the playground's database; project {plan.project} has no playground: not restored"
+            f"the backup holds the playground's database, but project {plan.project} has no playground, so it was "
+            "not restored: set `playground: true` in the profile, run `albert-deploy up`, then restore again"
         )
     if manifest["project"] != plan.project:
         notes.append(f"backed up from project {manifest['project']}, restored into {plan.project}")

@@ -90,7 +90,8 @@ def pg_dump(client: Any, container: str, sink: Callable[[bytes], object], databa
 
 def psql_restore(client: Any, container: str, sql: Iterator[bytes], database: str = "") -> None:
     argv = ["sh", "-c", PSQL, "psql", *([database] if database else [])]
-    run(client, container, argv, "psql (restoring the dump) in the postgres container", stdin=sql)
+    what = f"psql (restoring the dump{' of ' + database if database else ''}) in the postgres container"
+    run(client, container, argv, what, stdin=sql)
 
 
 def pg_create_missing(client: Any, container: str, database: str) -> None:

@@ -59,11 +59,12 @@ def backup(client: Any, plan: Plan, lock: dict[str, Any] | None, target: Path, w
             with stage.writer("postgres/dump.sql") as write:
                 pg_dump(client, found["postgres"], write)
             manifest["postgres"] = {"member": "postgres/dump.sql", "format": "plain SQL (pg_dump --clean --if-exists)"}
-            if plan.playground_database:  # its conversations and users: a database of its own
-                member = f"postgres/{plan.playground_database}.sql"
+            database = plan.playground_database  # its users and conversations: a database of its own
+            if database:
+                member = f"postgres/{database}.sql"
                 with stage.writer(member) as write:
-                    pg_dump(client, found["postgres"], write, plan.playground_database)
-                manifest["playground"] = {"member": member, "database": plan.playground_database,
+                    pg_dump(client, found["postgres"], write, database)
+                manifest["playground"] = {"member": member, "database": database,
                                           "format": "plain SQL (pg_dump --clean --if-exists)"}  # fmt: skip
         collections: dict[str, dict[str, Any]] = {}
         for name in qdrant_collections(client, found["qdrant"], port):

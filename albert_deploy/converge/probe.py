@@ -33,16 +33,6 @@ AT_ONCE = 4  # probes running at the same time
 WORTH_IT_S = 3
 
 
-def command(check: HealthCheck) -> list[str] | None:
-    """The argv Docker runs for ``check`` (``CMD`` as is, ``CMD-SHELL`` through /bin/sh), or None."""
-    kind, *rest = check.test
-    if kind == "CMD" and rest:
-        return rest
-    if kind == "CMD-SHELL" and rest:
-        return ["/bin/sh", "-c", rest[0]]
-    return None
-
-
 class Prober:
     """Probes the containers it is given until each passes once; ``wake`` is called after each probe."""
 
@@ -58,8 +48,8 @@ class Prober:
 
     def watch(self, container: str, check: HealthCheck | None) -> None:
         """Probe ``container`` from now on (once: a second call changes nothing)."""
-        argv = command(check) if check else None
-        if check is None or argv is None or check.interval_s < WORTH_IT_S:
+        argv = list(check.argv() or ()) if check else None
+        if check is None or not argv or check.interval_s < WORTH_IT_S:
             return
         with self._lock:
             if container not in self._due and container not in self.passed:

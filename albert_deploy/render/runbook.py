@@ -59,11 +59,9 @@ def _row(service: Service, plan: Plan) -> dict[str, Any]:
 
 
 def _probe(service: Service) -> str:
-    if service.healthcheck is None:
-        return "true"
-    kind, *rest = service.healthcheck.test
+    argv = service.healthcheck.argv() if service.healthcheck else None
     # Single quotes: `$API_KEY` is the container's variable, not the host's.
-    return "sh -c " + shlex.quote(rest[0]) if kind == "CMD-SHELL" else shlex.join(rest)
+    return shlex.join(argv) if argv else "true"
 
 
 def _playground_url(plan: Plan) -> str | None:

@@ -51,12 +51,11 @@ def from_secret(name: str, ref: Ref, plan: Plan) -> EnvVar:
 def probes(check: HealthCheck) -> Probes:
     """Startup allows the start period plus compose's retries; then readiness and liveness."""
     http = check.http
+    argv = check.argv()
     if http is not None and http.key_env is None:
         action: dict[str, Any] = {"http": (http.port, http.path)}
-    elif check.test[0] == "CMD-SHELL":
-        action = {"command": ("/bin/sh", "-c", escape(check.test[1]))}
-    elif check.test[0] == "CMD":
-        action = {"command": tuple(escape(a) for a in check.test[1:])}
+    elif argv is not None:
+        action = {"command": tuple(escape(a) for a in argv)}
     else:
         raise RenderError(f"internal error: health check {check.test[0]} has no probe; please report it")
     period = check.interval_s
